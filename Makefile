@@ -1,0 +1,58 @@
+# dx7lake — `make demo` runs the pipeline on the embedded default, `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DX7LAKE_HOME ?= .dx7lake
+SOURCE ?=
+DEMO_LIMIT ?= 40
+PATCHES ?= epiano,bell
+PYTEST_ARGS ?=
+export DX7LAKE_HOME DEMO_LIMIT
+
+DBT_FILES := $(shell find dbt/models dbt/macros dbt/tests -type f 2>/dev/null) dbt/dbt_project.yml
+MANIFEST := dbt/target/manifest.json
+
+.PHONY: help setup demo test lint format airflow bench clean
+help:
+	@echo "make setup   create $(VENV) with every dependency (from the package registries only)"
+	@echo "make demo    run the whole DAG (airflow dags test) on music21's Bach chorales; SOURCE=<dir> for yours"
+	@echo "make test    run the test suite"
+	@echo "make lint    ruff check + format check"
+	@echo "make airflow airflow standalone on DX7LAKE_HOME, to trigger the DAG from the UI"
+	@echo "make bench   benchmarks, one JSON object per line"
+
+setup: $(VENV)/.installed $(MANIFEST)
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip uv
+	$(BIN)/uv pip install --python $(BIN)/python -e '.[dev]'
+	touch $@
+
+# Cosmos renders the dbt task group from this manifest (no `dbt ls` at DAG parse time).
+$(MANIFEST): $(VENV)/.installed $(DBT_FILES)
+	$(BIN)/dx7lake dbt-parse
+
+demo: setup
+	$(BIN)/dx7lake demo --home "$(DX7LAKE_HOME)" --patches "$(PATCHES)" $(if $(SOURCE),--source "$(SOURCE)")
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+airflow: setup
+	$(BIN)/dx7lake airflow --home "$(DX7LAKE_HOME)"
+
+bench: setup
+	$(BIN)/python -m dx7lake.bench
+
+clean:
+	rm -rf $(DX7LAKE_HOME) dbt/target dbt/logs .pytest_cache

@@ -1,0 +1,121 @@
+"""dx7lake: MIDI landing → bronze parquet → raw (COPY) → dbt silver → Dexed gold FLAC.
+
+Wiring only: every task calls a function of ``dx7lake.stages``; XCom carries keys,
+partition numbers and counts, never data.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+
+from dx7lake.config import load_settings
+from dx7lake.cosmos_dbt import dbt_task_group
+
+BRONZE = Asset("dx7lake_bronze")
+RAW = Asset("dx7lake_raw")
+SILVER = Asset("dx7lake_silver")
+GOLD = Asset("dx7lake_gold")
+
+
+@dag(
+    dag_id="dx7lake",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["dx7lake"],
+    params={
+        "source": Param(None, type=["null", "string"], description="MIDI folder or URI (default: the landing folder)"),
+        "patches": Param("epiano,bell", type="string", description="comma list of built-in voices or patch ids"),
+        "bpm": Param(120.0, type="number", minimum=20, maximum=400),
+        "sample_rate": Param(22050, type="integer", enum=[16000, 22050, 44100, 48000]),
+    },
+    doc_md=__doc__,
+)
+def dx7lake():
+    @task(outlets=[BRONZE])
+    def extract() -> dict:
+        from dx7lake import stages
+
+        params = get_current_context()["params"]
+        return stages.extract(load_settings(), params.get("source"))
+
+    @task
+    def bronze_partitions(_extracted: dict) -> list[str]:
+        from dx7lake import stages
+
+        return stages.bronze_partitions(load_settings())
+
+    @task(outlets=[RAW], max_active_tis_per_dag=2)
+    def load(p: str) -> dict:
+        from dx7lake import stages
+
+        return stages.load_partition(load_settings(), p, get_current_context()["run_id"])
+
+    @task
+    def loaded(results: list[dict]) -> dict:
+        return {"partitions": len(results), "rows": sum(r["rows"] for r in results)}
+
+    @task(outlets=[SILVER])
+    def plan_render() -> dict:
+        """Runs once dbt built silver and its tests passed: publishes silver, plans gold."""
+        from dx7lake import stages
+
+        return stages.plan_render(load_settings())
+
+    @task
+    def render_partitions(plan: dict) -> list[int]:
+        return plan["partitions"]
+
+    @task(outlets=[GOLD], max_active_tis_per_dag=2)
+    def render(render_p: int, patches: str, bpm: float, sample_rate: int) -> dict:
+        from dx7lake import stages
+
+        return stages.render_partition(load_settings(), render_p, patches, bpm, sample_rate)
+
+    @task
+    def load_renders(_rendered: list[dict]) -> dict:
+        from dx7lake import stages
+
+        return stages.load_renders(load_settings())
+
+    @task
+    def validate(_gold: dict) -> dict:
+        from dx7lake import stages
+
+        return stages.run_validation(load_settings(), get_current_context()["params"]["patches"])
+
+    @task
+    def summary(extracted: dict, loads: list[dict], plan: dict, renders: list[dict], gold: dict, checks: dict):
+        from dx7lake import stages
+
+        result = stages.write_summary(
+            load_settings(),
+            {
+                "extract": extracted,
+                "load": loads,
+                "plan": plan,
+                "render": renders,
+                "load_renders": gold,
+                "validate": checks,
+            },
+        )
+        if result["validation"] != "passed":
+            raise RuntimeError(f"validation failed: {result['validation_failures'][:10]}")
+        return {k: v for k, v in result.items() if k != "validation_failures"}
+
+    extracted = extract()
+    loads = load.expand(p=bronze_partitions(extracted))
+    silver = dbt_task_group()
+    plan = plan_render()
+    loaded(loads) >> silver >> plan
+    renders = render.partial(
+        patches="{{ params.patches }}", bpm="{{ params.bpm }}", sample_rate="{{ params.sample_rate }}"
+    ).expand(render_p=render_partitions(plan))
+    gold = load_renders(renders)
+    checks = validate(gold)
+    summary(extracted, loads, plan, renders, gold, checks)
+
+
+dx7lake()

@@ -1,0 +1,40 @@
+"""Environment for Airflow processes that run the dx7lake DAG on a given home.
+
+``make demo`` and ``make airflow`` both go through here, so the DAG run from the
+terminal and the one triggered in the UI see the same lake, warehouse and settings.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .config import Settings
+from .postgres import airflow_env as warehouse_conn_env
+from .transform import REPO_ROOT
+
+
+def airflow_environment(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "DX7LAKE_HOME": str(settings.home),
+            "DX7LAKE_LAKE": settings.lake_uri,
+            "DX7LAKE_SOURCE": settings.source,
+            "AIRFLOW_HOME": str(settings.airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
+            "AIRFLOW__API__EXPOSE_CONFIG": "False",
+            # no phoning home (and no network here): Cosmos and Scarf telemetry off
+            "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+            "DO_NOT_TRACK": "1",
+            "SCARF_ANALYTICS": "false",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT / "plugins"), env.get("PYTHONPATH")])),
+        }
+    )
+    if settings.pg_url:
+        env["DX7LAKE_PG_URL"] = settings.pg_url
+    env.update(warehouse_conn_env(settings))
+    return env

@@ -1,0 +1,230 @@
+"""``dx7lake`` command line: every stage on its own, the demo, and the services.
+
+Each command prints a JSON summary as its last line, so scripts can read the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import stages
+from .config import Settings, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    if getattr(args, "lake", None):
+        os.environ["DX7LAKE_LAKE"] = args.lake
+    if getattr(args, "source", None):
+        os.environ["DX7LAKE_SOURCE"] = args.source
+    return load_settings(args.home)
+
+
+def _print(result: dict) -> None:
+    print(json.dumps(result, default=str))
+
+
+def cmd_corpus(args) -> int:
+    from .corpus import demo_limit, write_demo_corpus
+
+    settings = _settings(args)
+    _print(write_demo_corpus(args.out or settings.source, demo_limit(args.limit)))
+    return 0
+
+
+def cmd_db(args) -> int:
+    from .postgres import stop_embedded, warehouse_url
+
+    settings = _settings(args)
+    if args.action == "stop":
+        _print({"stopped": stop_embedded(settings)})
+    else:
+        _print({"url": warehouse_url(settings)})
+    return 0
+
+
+def cmd_extract(args) -> int:
+    _print(stages.extract(_settings(args), args.source))
+    return 0
+
+
+def cmd_load(args) -> int:
+    settings = _settings(args)
+    run_id = args.run_id or f"cli-{int(time.time())}"
+    results = [stages.load_partition(settings, p, run_id) for p in stages.bronze_partitions(settings)]
+    _print({"partitions": len(results), "rows": sum(r["rows"] for r in results)})
+    return 0
+
+
+def cmd_dbt(args) -> int:
+    from .transform import run_dbt
+
+    run_dbt(args.dbt_args or ["build"], settings=_settings(args))
+    _print({"dbt": args.dbt_args or ["build"], "success": True})
+    return 0
+
+
+def cmd_render(args) -> int:
+    settings = _settings(args)
+    plan = stages.plan_render(settings)
+    results = [
+        stages.render_partition(settings, p, args.patches, args.bpm, args.sample_rate) for p in plan["partitions"]
+    ]
+    gold = stages.load_renders(settings)
+    _print({"partitions": len(results), "rendered": sum(r["rendered"] for r in results), **gold})
+    return 0
+
+
+def cmd_validate(args) -> int:
+    result = stages.run_validation(_settings(args), args.patches)
+    for failure in result["failures"]:
+        print(f"FAIL {failure['key']}: {failure['reason']}")
+    _print(
+        {k: result[k] for k in ("passed", "raw_rows", "bronze_rows", "patches")} | {"failures": len(result["failures"])}
+    )
+    return 0 if result["passed"] else 1
+
+
+def cmd_demo(args) -> int:
+    """Run the DAG for real with ``airflow dags test`` on the embedded default."""
+    from .airflow_env import airflow_environment
+    from .corpus import demo_limit, write_demo_corpus
+    from .postgres import stop_embedded
+
+    settings = _settings(args)
+    started = time.time()
+    try:
+        if not args.source:
+            print(f"==> demo corpus: Bach chorales from music21 into {settings.source}", flush=True)
+            _print(write_demo_corpus(settings.source, demo_limit(args.limit)))
+        env = airflow_environment(settings)
+        settings.airflow_home.mkdir(parents=True, exist_ok=True)
+        airflow = str(Path(sys.executable).with_name("airflow"))
+        print(f"==> Airflow metadata DB in {settings.airflow_home}", flush=True)
+        subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+        conf = json.dumps({"patches": args.patches})
+        log_path = settings.airflow_home / "dags_test.log"
+        print(f"==> airflow dags test dx7lake (a real Airflow run; full log in {log_path})", flush=True)
+        code = _run_logged([airflow, "dags", "test", "dx7lake", "--conf", conf], env, log_path)
+        if code != 0:
+            print(f"airflow dags test failed (exit {code}); see {log_path}", file=sys.stderr)
+            return code
+    finally:
+        stop_embedded(settings)
+    summary = json.loads(settings.summary_path.read_text())
+    print(f"==> done in {time.time() - started:.1f}s; everything is under {settings.home}")
+    for key in (
+        "files_seen",
+        "files_extracted",
+        "files_quarantined",
+        "notes",
+        "phrases",
+        "unique_phrases",
+        "patches",
+        "renders",
+        "validation",
+    ):
+        print(f"    {key:18} {summary[key]}")
+    _print(summary)
+    return 0 if summary["validation"] == "passed" else 1
+
+
+def _run_logged(cmd: list[str], env: dict[str, str], log_path: Path) -> int:
+    """Run ``cmd`` with its whole output in ``log_path`` and task progress on the terminal."""
+    with (
+        open(log_path, "w") as log_file,
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc,
+    ):
+        assert proc.stdout is not None
+        in_traceback = False
+        for line in proc.stdout:
+            log_file.write(line)
+            if "[DAG TEST] end task" in line:
+                task = re.search(r"task_id=(\S+)", line)
+                index = re.search(r"map_index=(-?\d+)", line)
+                mapped = f"[{index.group(1)}]" if index and index.group(1) != "-1" else ""
+                print(f"    done  {task.group(1) if task else '?'}{mapped}", flush=True)
+            elif line.startswith("Traceback") or in_traceback:
+                in_traceback = bool(line.strip()) and not line.startswith("20")
+                print(line, end="", file=sys.stderr)
+            elif "[error" in line or "DagRun Finished" in line:
+                print("    " + line.strip()[:300], flush=True)
+        return proc.wait()
+
+
+def cmd_airflow(args) -> int:
+    """``airflow standalone`` on the same home, so the DAG can be triggered from the UI."""
+    from .airflow_env import airflow_environment
+
+    settings = _settings(args)
+    env = airflow_environment(settings)
+    settings.airflow_home.mkdir(parents=True, exist_ok=True)
+    return subprocess.call([str(Path(sys.executable).with_name("airflow")), "standalone"], env=env)
+
+
+def cmd_dbt_parse(args) -> int:
+    from .transform import parse_project
+
+    _print({"manifest": str(parse_project())})
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dx7lake", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, fn, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--home", default=None, help="DX7LAKE_HOME (default .dx7lake)")
+        p.add_argument("--lake", default=None, help="lake URI (default <home>/lake)")
+        p.set_defaults(fn=fn)
+        return p
+
+    p = add("corpus", cmd_corpus, "write the demo corpus (music21 Bach chorales) as MIDI")
+    p.add_argument("--out", default=None)
+    p.add_argument("--limit", default=None, help="how many chorales, or 'all' (default DEMO_LIMIT or 40)")
+    p = add("db", cmd_db, "start (and print the URL of) or stop the embedded Postgres")
+    p.add_argument("action", choices=["start", "url", "stop"])
+    p = add("extract", cmd_extract, "bronze: MIDI files to parquet in the lake")
+    p.add_argument("--source", default=None, help="MIDI folder (default <home>/landing)")
+    p = add("load", cmd_load, "raw: bronze partitions into Postgres")
+    p.add_argument("--run-id", default=None)
+    p = add("dbt", cmd_dbt, "silver: run dbt (default: build)")
+    p.add_argument("dbt_args", nargs=argparse.REMAINDER)
+    add("dbt-parse", cmd_dbt_parse, "write dbt/target/manifest.json for Cosmos")
+    for name, fn, help_ in (
+        ("render", cmd_render, "gold: render pending phrase contents with Dexed"),
+        ("validate", cmd_validate, "check a finished run; exits 1 naming each failing key"),
+    ):
+        p = add(name, fn, help_)
+        p.add_argument("--patches", default="epiano,bell")
+        if name == "render":
+            p.add_argument("--bpm", type=float, default=120.0)
+            p.add_argument("--sample-rate", type=int, default=22050)
+    p = add("demo", cmd_demo, "the whole DAG through `airflow dags test` on the embedded default")
+    p.add_argument("--source", default=None, help="folder of .mid files (default: the demo corpus)")
+    p.add_argument("--limit", default=None)
+    p.add_argument("--patches", default="epiano,bell")
+    add("airflow", cmd_airflow, "airflow standalone on this home (UI on :8080)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

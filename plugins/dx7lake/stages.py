@@ -1,0 +1,143 @@
+"""Pipeline stages as plain functions: the Airflow tasks and the CLI both call these.
+
+Each stage takes settings plus keys or small parameters and returns a small JSON-able
+dict of counts and timings, which is all that travels through XCom.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable
+
+from . import midi, render, validate, warehouse
+from .config import Settings
+from .lake import open_lake
+from .patches import choose_voices
+from .postgres import connect
+
+log = logging.getLogger(__name__)
+
+
+def _timed(fn):
+    def wrapper(*args, **kwargs) -> dict:
+        started = time.time()
+        out = fn(*args, **kwargs)
+        out.update(started_at=started, finished_at=time.time(), seconds=round(time.time() - started, 3))
+        return out
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+@_timed
+def extract(settings: Settings, source: str | None = None) -> dict:
+    """Bronze: every new MIDI file under the source into the lake."""
+    stats = midi.extract(source or settings.source, open_lake(settings.lake_uri))
+    return stats.as_dict()
+
+
+def bronze_partitions(settings: Settings) -> list[str]:
+    return midi.bronze_partitions(open_lake(settings.lake_uri))
+
+
+@_timed
+def load_partition(settings: Settings, p: str, run_id: str) -> dict:
+    """Raw: replace one bronze partition in raw.detailed_notes."""
+    table = midi.read_bronze_partition(open_lake(settings.lake_uri), p)
+    with connect(settings) as conn:
+        warehouse.ensure_schema(conn)
+        return warehouse.load_bronze_partition(conn, p, table, run_id)
+
+
+@_timed
+def plan_render(settings: Settings) -> dict:
+    """Render partitions that have phrase contents (the render task skips finished work)."""
+    with connect(settings) as conn:
+        rows = conn.execute("select p, count(*) from silver.phrase_contents group by p order by p").fetchall()
+    return {"partitions": [int(p) for p, _ in rows], "unique_phrases": sum(n for _, n in rows)}
+
+
+@_timed
+def render_partition(
+    settings: Settings, render_p: int, patches: str | None, bpm: float = 120.0, sample_rate: int = 22050
+) -> dict:
+    """Gold: FLACs and manifests of one render partition for the chosen voices."""
+    with connect(settings) as conn:
+        rows = conn.execute(
+            "select content_hash, notes from silver.phrase_contents where p = %s order by content_hash", (render_p,)
+        ).fetchall()
+    contents = [(h, [(float(s), float(d), int(v), int(n)) for s, d, v, n in notes]) for h, notes in rows]
+    spec = render.RenderSpec(sample_rate=int(sample_rate), bpm=float(bpm))
+    return render.render_partition(open_lake(settings.lake_uri), render_p, contents, choose_voices(patches), spec)
+
+
+@_timed
+def load_renders(settings: Settings) -> dict:
+    """Load every gold manifest into gold.renders."""
+    lake = open_lake(settings.lake_uri)
+    rows = 0
+    with connect(settings) as conn:
+        warehouse.ensure_schema(conn)
+        for key in lake.list(render.GOLD_MANIFESTS + "/"):
+            patch_id, part = key.split("/")[2:4]
+            rows += warehouse.load_manifest_rows(
+                conn, patch_id, int(part.removeprefix("p=").removesuffix(".parquet")), lake.read_parquet(key)
+            )
+    return {"renders": rows}
+
+
+@_timed
+def run_validation(settings: Settings, patches: str | None) -> dict:
+    """Reconcile counts across lake and warehouse."""
+    return validate.validate_run(settings, [v.patch_id for v in choose_voices(patches)]).as_dict()
+
+
+def write_summary(settings: Settings, stage_results: dict[str, Iterable[dict] | dict]) -> dict:
+    """``summary.json`` under the home: counts of every stage and its seconds."""
+
+    def rows(value) -> list[dict]:
+        # mapped results arrive as a lazy XCom sequence: index it by its length rather than
+        # iterate it, which probes one offset past the end
+        return [value] if isinstance(value, dict) else [value[i] for i in range(len(value)) if value[i]]
+
+    ext = rows(stage_results["extract"])[0]
+    loads = rows(stage_results["load"])
+    plan = rows(stage_results["plan"])[0]
+    renders = rows(stage_results["render"])
+    gold = rows(stage_results["load_renders"])[0]
+    val = rows(stage_results["validate"])[0]
+    with connect(settings) as conn:
+        phrases = warehouse.scalar(conn, "select count(*) from silver.phrases")
+    seconds = {
+        "extract": ext["seconds"],
+        "load": round(max(r["finished_at"] for r in loads) - min(r["started_at"] for r in loads), 3) if loads else 0,
+        "dbt": round(plan["started_at"] - max((r["finished_at"] for r in loads), default=plan["started_at"]), 3),
+        "render": round(max(r["finished_at"] for r in renders) - min(r["started_at"] for r in renders), 3)
+        if renders
+        else 0,
+        "load_renders": gold["seconds"],
+        "validate": val["seconds"],
+    }
+    summary = {
+        "files_seen": ext["files_seen"],
+        "files_extracted": ext["files_extracted"],
+        "files_quarantined": ext["files_quarantined"],
+        "files_skipped": ext["files_skipped"],
+        "notes": val["raw_rows"],
+        "phrases": phrases,
+        "unique_phrases": plan["unique_phrases"],
+        "patches": val["patches"],
+        "renders": gold["renders"],
+        "rendered_this_run": sum(r["rendered"] for r in renders),
+        "validation": "passed" if val["passed"] else "failed",
+        "validation_failures": val["failures"][:50],
+        "seconds": seconds,
+        "lake": settings.lake_uri,
+    }
+    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    log.info("summary written to %s", settings.summary_path)
+    return summary

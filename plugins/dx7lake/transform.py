@@ -1,0 +1,56 @@
+"""The dbt project: where it lives, its profile environment, and running it.
+
+Inside Airflow, Cosmos renders the project as a task group (see ``cosmos_dbt``); the CLI
+and the tests run the very same project in-process through dbt's programmatic runner.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+from .config import Settings
+from .postgres import warehouse_url
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def dbt_project_dir() -> Path:
+    return Path(os.environ.get("DX7LAKE_DBT_PROJECT", REPO_ROOT / "dbt")).resolve()
+
+
+def manifest_path() -> Path:
+    return dbt_project_dir() / "target" / "manifest.json"
+
+
+def profile_env(url: str) -> dict[str, str]:
+    """Variables read by ``dbt/profiles.yml`` for the warehouse at ``url``."""
+    parsed = urlparse(url)
+    query = parse_qs(parsed.query)
+    return {
+        "DX7LAKE_PG_HOST": query.get("host", [parsed.hostname or "localhost"])[0],
+        "DX7LAKE_PG_PORT": str(parsed.port or 5432),
+        "DX7LAKE_PG_USER": unquote(parsed.username or "postgres"),
+        "DX7LAKE_PG_PASSWORD": unquote(parsed.password or ""),
+        "DX7LAKE_PG_DBNAME": (parsed.path or "/postgres").lstrip("/") or "postgres",
+    }
+
+
+def run_dbt(args: list[str], url: str | None = None, settings: Settings | None = None) -> None:
+    """Run a dbt command on the project in-process; raises when dbt reports failure."""
+    from dbt.cli.main import dbtRunner
+
+    if url is None and settings is not None:
+        url = warehouse_url(settings)
+    os.environ.update(profile_env(url or "postgresql://postgres@localhost/postgres"))
+    project = str(dbt_project_dir())
+    result = dbtRunner().invoke([*args, "--project-dir", project, "--profiles-dir", project])
+    if not result.success:
+        raise RuntimeError(f"dbt {' '.join(args)} failed: {result.exception or 'see the dbt log above'}")
+
+
+def parse_project() -> Path:
+    """Write ``target/manifest.json`` (no database needed) so Cosmos renders the DAG fast."""
+    run_dbt(["parse", "--quiet"], url="postgresql://postgres@localhost/postgres")
+    return manifest_path()

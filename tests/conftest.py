@@ -1,0 +1,83 @@
+"""Shared fixtures: a real embedded Postgres, real MIDI from music21, an isolated Airflow.
+
+Airflow reads its configuration when first imported, so its environment is set here,
+before any test module imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="dx7lake-airflow-"))
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_AIRFLOW_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        "DO_NOT_TRACK": "1",
+        "SCARF_ANALYTICS": "false",
+    }
+)
+for var in ("DX7LAKE_HOME", "DX7LAKE_LAKE", "DX7LAKE_PG_URL", "DX7LAKE_SOURCE"):
+    os.environ.pop(var, None)
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory):
+    """One embedded Postgres (pgserver) for the whole session, deleted at the end."""
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """A fresh database on the session server, so tests never see each other's rows."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+        conn.execute(f"create database {name}")
+    return pg_server.get_uri(name)
+
+
+@pytest.fixture(scope="session")
+def chorales(tmp_path_factory) -> Path:
+    """Six real Bach chorales written out as MIDI by music21."""
+    from dx7lake.corpus import write_demo_corpus
+
+    landing = tmp_path_factory.mktemp("landing")
+    result = write_demo_corpus(landing, limit=6)
+    assert result["written"] == 6
+    return landing
+
+
+@pytest.fixture
+def settings(tmp_path, pg_url, chorales, monkeypatch):
+    """Settings for a run in a temporary home against a fresh database."""
+    from dx7lake.config import load_settings
+
+    monkeypatch.setenv("DX7LAKE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DX7LAKE_PG_URL", pg_url)
+    monkeypatch.setenv("DX7LAKE_SOURCE", str(chorales))
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """Airflow's metadata DB (SQLite) in the session's AIRFLOW_HOME."""
+    airflow = Path(sys.executable).with_name("airflow")
+    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
+    return _AIRFLOW_HOME
