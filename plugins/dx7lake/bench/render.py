@@ -1,21 +1,11 @@
-"""``make bench``: each benchmark against a baseline measured in the same run.
-
-Prints one JSON object per line: ``name``, the figure, the ``baseline`` it was compared
-with, and ``ratio`` (figure / baseline, higher is better). Figures are throughputs, never
-timed assertions: tests check behaviour, this reports speed.
-"""
+"""Render benchmark: the production path against a naive per-note loop on the same phrases."""
 
 from __future__ import annotations
 
-import json
-import sys
 import time
-from collections.abc import Callable
 
-from .patches import choose_voices
-from .render import NoteRenderer, RenderSpec, render_phrase
-
-Benchmark = Callable[[], dict]
+from ..patches import choose_voices
+from ..render import NoteRenderer, RenderSpec, render_phrase
 
 
 def _phrases(n: int) -> list[tuple[str, list[tuple[float, float, int, int]]]]:
@@ -34,7 +24,7 @@ def _phrases(n: int) -> list[tuple[str, list[tuple[float, float, int, int]]]]:
     return out
 
 
-def bench_render() -> dict:
+def run() -> dict:
     """Production render path (memoised notes) vs a naive loop (every note rendered afresh)."""
     phrases = _phrases(200)
     (voice,) = choose_voices("epiano")
@@ -57,17 +47,3 @@ def bench_render() -> dict:
         "ratio": round(fast / naive, 2),
         "realtime_factor": round(fast * spec.total_samples / spec.sample_rate, 1),
     }
-
-
-BENCHMARKS: dict[str, Benchmark] = {"render": bench_render}
-
-
-def main(argv: list[str] | None = None) -> int:
-    names = (argv if argv is not None else sys.argv[1:]) or list(BENCHMARKS)
-    for name in names:
-        print(json.dumps(BENCHMARKS[name]()), flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
