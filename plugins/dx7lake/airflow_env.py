@@ -7,6 +7,8 @@ terminal and the one triggered in the UI see the same lake, warehouse and settin
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 from .config import Settings
 from .postgres import airflow_env as warehouse_conn_env
@@ -32,6 +34,8 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
             "DO_NOT_TRACK": "1",
             "SCARF_ANALYTICS": "false",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT / "plugins"), env.get("PYTHONPATH")])),
+            # `airflow standalone` starts its components as `airflow ...` from PATH
+            "PATH": os.pathsep.join(filter(None, [str(Path(sys.executable).parent), env.get("PATH")])),
         }
     )
     if settings.pg_url:
