@@ -38,6 +38,10 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
             "PATH": os.pathsep.join(filter(None, [str(Path(sys.executable).parent), env.get("PATH")])),
         }
     )
+    port = env.get("AIRFLOW__API__PORT")
+    if port and "AIRFLOW__CORE__EXECUTION_API_SERVER_URL" not in env:
+        # task supervisors reach the API server here; its default assumes port 8080
+        env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://localhost:{port}/execution/"
     if settings.pg_url:
         env["DX7LAKE_PG_URL"] = settings.pg_url
     env.update(warehouse_conn_env(settings))
