@@ -8,6 +8,8 @@ authenticate plugin apps, so the app requires a signed-in Airflow user on every 
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from airflow.plugins_manager import AirflowPlugin
 
 URL_PREFIX = "/dx7lake"
@@ -29,8 +31,10 @@ class LazyBrowserApp:
 
 class Dx7lakePlugin(AirflowPlugin):
     name = "dx7lake"
-    fastapi_apps = [{"app": LazyBrowserApp(), "url_prefix": URL_PREFIX, "name": "dx7lake phrase browser"}]
-    external_views = [
+    fastapi_apps: ClassVar[list[dict[str, Any]]] = [
+        {"app": LazyBrowserApp(), "url_prefix": URL_PREFIX, "name": "dx7lake phrase browser"}
+    ]
+    external_views: ClassVar[list[dict[str, Any]]] = [
         {
             "name": "Phrases",
             "href": f"{URL_PREFIX.lstrip('/')}/phrases",
