@@ -26,7 +26,7 @@ from psycopg.rows import dict_row
 from ..config import Settings
 from ..lake import Lake, open_lake
 from ..postgres import warehouse_url
-from ..render import manifest_key
+from ..render import GOLD_MANIFESTS, manifest_key
 
 SPLITS = ("train", "validate", "test")
 
@@ -167,8 +167,9 @@ class Catalog:
             return added
 
     def _patch_name(self, patch_id: str) -> str:
-        keys = self.lake.list(f"gold/manifests/{patch_id}/")
-        first = next((k for k in keys if k.endswith(".parquet")), None)
+        folder = f"{GOLD_MANIFESTS}/{patch_id}/"
+        keys = self.lake.list(folder.rstrip("/"))  # S3Lake rejects a prefix ending in "/"
+        first = next((k for k in keys if k.startswith(folder) and k.endswith(".parquet")), None)
         if first is None:
             return patch_id
         names = self._manifest(first).get("patch_name")
