@@ -34,6 +34,10 @@ def numbers(html: str) -> list[int]:
     return [int(n) for n in re.findall(r'<td class="num"><a href="/phrases/(\d+)', html)]
 
 
+def total(html: str) -> int:
+    return int(re.search(r'<span class="muted">(\d+) phrases</span>', html).group(1))
+
+
 def audio_link(client: TestClient, n: int) -> str:
     page = client.get(f"/phrases/{n}").text
     return re.search(r'<audio id="player"[^>]* src="([^"]+)"', page).group(1).replace("&amp;", "&")
@@ -43,7 +47,7 @@ def test_index_lists_every_rendered_phrase_in_pages(client, rendered_phrases):
     first = client.get("/phrases", params={"size": 25})
     assert first.status_code == 200
     assert first.headers["content-type"].startswith("text/html")
-    assert f"{rendered_phrases} phrases" in first.text
+    assert total(first.text) == rendered_phrases
     assert numbers(first.text) == list(range(1, 26))
     second = client.get("/phrases", params={"size": 25, "page": 2})
     assert numbers(second.text) == list(range(26, min(50, rendered_phrases) + 1))
@@ -55,17 +59,21 @@ def test_index_lists_every_rendered_phrase_in_pages(client, rendered_phrases):
 def test_index_filters(client, rendered_home):
     with psycopg.connect(rendered_home.pg_url) as conn:
         splits = dict(conn.execute("select set_type, count(*) from browser.phrases group by 1").fetchall())
-        song = conn.execute("select song, count(*) from browser.phrases group by 1 order by 1 limit 1").fetchone()
+        song = conn.execute(
+            "select song, count(*), min(midi_id) from browser.phrases group by 1 order by 1 limit 1"
+        ).fetchone()
         low = conn.execute("select count(*) from browser.phrases where max_pitch <= 60").fetchone()[0]
         patch = conn.execute("select patch_id from gold.renders limit 1").fetchone()[0]
     for split, count in splits.items():
         page = client.get("/phrases", params={"split": split, "size": 200})
-        assert f"{count} phrases" in page.text
+        assert total(page.text) == count
         assert set(re.findall(r"<td>(train|test|validate)</td>", page.text)) == {split}
-    assert f"{song[1]} phrases" in client.get("/phrases", params={"song": song[0].split("/")[-1][:6]}).text
-    assert f"{low} phrases" in client.get("/phrases", params={"pitch_max": 60, "pitch_min": ""}).text
-    assert "0 phrases" in client.get("/phrases", params={"pitch_min": 100}).text
-    assert client.get("/phrases", params={"patch": patch}).status_code == 200
+    assert total(client.get("/phrases", params={"song": song[0].split("/")[-1][:6]}).text) == song[1]
+    by_id = client.get("/phrases", params={"song": song[2]}).text
+    assert total(by_id) == song[1] and f'href="/phrases?song={song[2]}"' in by_id
+    assert total(client.get("/phrases", params={"pitch_max": 60, "pitch_min": ""}).text) == low
+    assert total(client.get("/phrases", params={"pitch_min": 100}).text) == 0
+    assert total(client.get("/phrases", params={"patch": patch}).text) == sum(splits.values())
     assert client.get("/phrases", params={"split": "holdout"}).status_code == 400
     assert client.get("/phrases", params={"pitch_min": "low"}).status_code == 400
 
