@@ -13,13 +13,14 @@ export DX7LAKE_HOME DEMO_LIMIT
 DBT_FILES := $(shell find dbt/models dbt/macros dbt/tests -type f 2>/dev/null) dbt/dbt_project.yml
 MANIFEST := dbt/target/manifest.json
 
-.PHONY: help setup demo test lint format airflow bench clean
+.PHONY: help setup demo test lint format airflow serve bench clean
 help:
 	@echo "make setup   create $(VENV) with every dependency (from the package registries only)"
 	@echo "make demo    run the whole DAG (airflow dags test) on music21's Bach chorales; SOURCE=<dir> for yours"
 	@echo "make test    run the test suite"
 	@echo "make lint    ruff check + format check"
 	@echo "make airflow airflow standalone on DX7LAKE_HOME, to trigger the DAG from the UI"
+	@echo "make serve   the phrase browser alone on http://127.0.0.1:8765/phrases"
 	@echo "make bench   benchmarks, one JSON object per line"
 
 setup: $(VENV)/.installed $(MANIFEST)
@@ -50,6 +51,9 @@ format: setup
 
 airflow: setup
 	$(BIN)/dx7lake airflow --home "$(DX7LAKE_HOME)"
+
+serve: setup
+	$(BIN)/dx7lake serve --home "$(DX7LAKE_HOME)" --port 8765
 
 bench: setup
 	$(BIN)/python -m dx7lake.bench

@@ -81,3 +81,34 @@ def airflow_db():
     airflow = Path(sys.executable).with_name("airflow")
     subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
     return _AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def rendered_home(tmp_path_factory, pg_server, chorales):
+    """A finished run (bronze to gold, epiano and bell) on two chorales, shared read-only."""
+    import shutil
+
+    import psycopg
+
+    from dx7lake import stages
+    from dx7lake.config import Settings
+    from dx7lake.transform import run_dbt
+
+    home = tmp_path_factory.mktemp("rendered")
+    landing = home / "landing"
+    landing.mkdir()
+    for path in sorted(chorales.rglob("*.mid"))[:2]:
+        shutil.copy(path, landing / path.name)
+    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+        conn.execute("create database rendered_home")
+    settings = Settings(
+        home=home, lake_uri=str(home / "lake"), source=str(landing), pg_url=pg_server.get_uri("rendered_home")
+    )
+    stages.extract(settings)
+    for p in stages.bronze_partitions(settings):
+        stages.load_partition(settings, p, "rendered")
+    run_dbt(["build", "--quiet"], settings=settings)
+    for p in stages.plan_render(settings)["partitions"]:
+        stages.render_partition(settings, p, "epiano,bell")
+    stages.load_renders(settings)
+    return settings

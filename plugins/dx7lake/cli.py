@@ -169,6 +169,23 @@ def cmd_airflow(args) -> int:
     return subprocess.call([str(Path(sys.executable).with_name("airflow")), "standalone"], env=env)
 
 
+def cmd_serve(args) -> int:
+    """The phrase browser on its own: the app the Airflow plugin mounts, without Airflow's login."""
+    import socket
+
+    import uvicorn
+
+    from .browser.app import create_app
+
+    settings = _settings(args)
+    sock = socket.create_server((args.host, args.port))  # bound here so --port 0 can say which port it got
+    _print({"url": f"http://{args.host}:{sock.getsockname()[1]}/phrases", "home": str(settings.home)})
+    sys.stdout.flush()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
+    server.run(sockets=[sock])
+    return 0
+
+
 def cmd_dbt_parse(args) -> int:
     from .transform import parse_project
 
@@ -214,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", default=None)
     p.add_argument("--patches", default="epiano,bell")
     add("airflow", cmd_airflow, "airflow standalone on this home (UI on :8080)")
+    p = add("serve", cmd_serve, "the phrase browser alone (no login: binds to localhost by default)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765, help="0 picks a free port (printed as JSON)")
     return parser
 
 

@@ -1,0 +1,223 @@
+"""The phrase browser's FastAPI app: an index, one page per phrase, its audio and spectrogram.
+
+Routes (relative to wherever the app is mounted: ``/`` alone, ``/dx7lake`` in Airflow):
+``/phrases`` (index with paging and filters), ``/phrases/<n>`` (player, mel-spectrogram,
+piano roll, metadata, previous/next/random), ``/phrases/0`` (a random phrase),
+``/phrases/<n>/audio.flac`` and ``/phrases/<n>/mel.png`` (``?patch=<id>``).
+
+Nothing here turns request text into a storage path: ``n`` is an integer, the patch is
+looked up among the phrase's renders in the warehouse, and the object key is read from
+the gold manifest.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.params import Depends
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+from psycopg.errors import UndefinedTable
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..config import Settings
+from .catalog import SPLITS, Catalog, Filters
+from .pianoroll import note_name, pianoroll_svg
+from .ranges import RangeNotSatisfiable, parse_range
+from .spectrogram import spectrogram_png
+
+PAGE_SIZES = (25, 50, 100, 200)
+_PATCH_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
+
+templates = Environment(loader=PackageLoader("dx7lake.browser", "templates"), autoescape=select_autoescape())
+templates.filters["note_name"] = note_name
+
+
+def _int_param(request: Request, name: str, low: int, high: int) -> int | None:
+    raw = request.query_params.get(name, "").strip()
+    if raw == "":
+        return None
+    if not re.fullmatch(r"-?\d{1,6}", raw) or not low <= int(raw) <= high:
+        raise HTTPException(400, f"{name} must be an integer from {low} to {high}")
+    return int(raw)
+
+
+def filters_of(request: Request) -> Filters:
+    """The filters in the query string; bad values are a 400, empty form fields mean unset."""
+    split = request.query_params.get("split", "").strip() or None
+    if split is not None and split not in SPLITS:
+        raise HTTPException(400, f"split must be one of {', '.join(SPLITS)}")
+    patch = request.query_params.get("patch", "").strip() or None
+    if patch is not None and not _PATCH_ID.match(patch):
+        raise HTTPException(400, "patch must be a patch id")
+    song = request.query_params.get("song", "").strip()[:200] or None
+    return Filters(
+        split=split,
+        patch=patch,
+        pitch_min=_int_param(request, "pitch_min", 0, 127),
+        pitch_max=_int_param(request, "pitch_max", 0, 127),
+        song=song,
+    )
+
+
+def _base(request: Request) -> str:
+    """Where the app is mounted, so links work alone and under Airflow's ``/dx7lake``."""
+    return request.scope.get("root_path", "").rstrip("/")
+
+
+def _link(request: Request, path: str, query: dict[str, str] | None = None) -> str:
+    query = {k: v for k, v in (query or {}).items() if v not in (None, "")}
+    return _base(request) + path + (f"?{urlencode(query)}" if query else "")
+
+
+def create_app(
+    settings: Settings,
+    dependencies: Sequence[Depends] = (),
+    login_url: Callable[[Request], str] | None = None,
+    refresh_s: float = 30.0,
+) -> FastAPI:
+    """The browser for one home.
+
+    ``dependencies`` guard every route (Airflow's authentication in the plugin); when one
+    answers 401 to a browser asking for a page, ``login_url`` says where to sign in.
+    """
+    catalog = Catalog(settings, refresh_s=refresh_s)
+    app = FastAPI(
+        title="dx7lake phrase browser",
+        dependencies=list(dependencies),
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.catalog = catalog
+
+    def html(name: str, status: int = 200, **context) -> HTMLResponse:
+        return HTMLResponse(templates.get_template(name).render(**context), status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if "text/html" not in request.headers.get("accept", ""):
+            return await http_exception_handler(request, exc)
+        if exc.status_code == 401 and login_url is not None:
+            return RedirectResponse(login_url(request), status_code=303)
+        title = f"{exc.status_code}"
+        return html("message.html", exc.status_code, base=_base(request), title=title, message=exc.detail)
+
+    @app.exception_handler(UndefinedTable)
+    async def not_built(request: Request, _exc: UndefinedTable) -> HTMLResponse:
+        return html(
+            "message.html",
+            503,
+            base=_base(request),
+            title="No gold renders yet",
+            message="The warehouse has no silver phrases or gold renders: run the pipeline first.",
+        )
+
+    def load_phrase(n: int) -> dict:
+        phrase = catalog.phrase(n)
+        if phrase is None:
+            raise HTTPException(404, f"no phrase {n}")
+        return phrase
+
+    def load_render(phrase: dict, patch: str | None) -> dict:
+        if patch is None or patch not in phrase["renders"]:
+            raise HTTPException(404, "no render of this phrase with that patch")
+        render = catalog.render(phrase, patch)
+        if render is None:
+            raise HTTPException(404, "render not in its manifest")
+        return render
+
+    @app.get("/", include_in_schema=False)
+    def root(request: Request) -> RedirectResponse:
+        return RedirectResponse(_link(request, "/phrases"))
+
+    @app.get("/phrases", response_class=HTMLResponse)
+    def index(request: Request) -> HTMLResponse:
+        filters = filters_of(request)
+        size = _int_param(request, "size", 1, max(PAGE_SIZES)) or PAGE_SIZES[1]
+        page = _int_param(request, "page", 1, 10**6) or 1
+        total, rows = catalog.page(filters, (page - 1) * size, size)
+        pages = max(1, math.ceil(total / size))
+        query = filters.query() | {"size": str(size)}
+        return html(
+            "index.html",
+            base=_base(request),
+            rows=rows,
+            total=total,
+            page=page,
+            pages=pages,
+            size=size,
+            page_sizes=PAGE_SIZES,
+            filters=filters,
+            splits=SPLITS,
+            patches=catalog.patches(),
+            filter_query=filters.query(),
+            prev_page=_link(request, "/phrases", query | {"page": str(page - 1)}) if page > 1 else None,
+            next_page=_link(request, "/phrases", query | {"page": str(page + 1)}) if page < pages else None,
+            random_link=_link(request, "/phrases/0", filters.query()),
+        )
+
+    @app.get("/phrases/{n:int}", response_class=HTMLResponse)
+    def phrase_page(request: Request, n: int) -> Response:
+        filters = filters_of(request)
+        if n == 0:
+            chosen = catalog.random(filters)
+            if chosen is None:
+                raise HTTPException(404, "no phrase matches these filters")
+            return RedirectResponse(_link(request, f"/phrases/{chosen}", filters.query()), status_code=302)
+        phrase = load_phrase(n)
+        names = catalog.patches()
+        patch = filters.patch or min(phrase["renders"], key=lambda p: (names.get(p, p), p))
+        render = load_render(phrase, patch)
+        prev_n, next_n = catalog.neighbours(n, filters)
+        query = filters.query()
+        other = {k: v for k, v in query.items() if k != "patch"}
+        return html(
+            "phrase.html",
+            base=_base(request),
+            n=n,
+            phrase=phrase,
+            render=render,
+            patch=patch,
+            patch_names=names,
+            patch_links={p: _link(request, f"/phrases/{n}", other | {"patch": p}) for p in phrase["renders"]},
+            audio_src=_link(request, f"/phrases/{n}/audio.flac", {"patch": patch}),
+            mel_src=_link(request, f"/phrases/{n}/mel.png", {"patch": patch}),
+            pianoroll=pianoroll_svg(render["notes"], render["duration_s"], render["bpm"]),
+            prev_link=_link(request, f"/phrases/{prev_n}", query) if prev_n else None,
+            next_link=_link(request, f"/phrases/{next_n}", query) if next_n else None,
+            random_link=_link(request, "/phrases/0", query),
+            index_link=_link(request, "/phrases", query),
+        )
+
+    @app.api_route("/phrases/{n:int}/audio.flac", methods=["GET", "HEAD"])
+    def audio(request: Request, n: int) -> Response:
+        render = load_render(load_phrase(n), filters_of(request).patch)
+        data = catalog.audio(render)
+        headers = {
+            "Accept-Ranges": "bytes",
+            "ETag": f'"{render["sha256"]}"',
+            "Cache-Control": "private, max-age=3600",
+        }
+        try:
+            wanted = parse_range(request.headers.get("range"), len(data))
+        except RangeNotSatisfiable:
+            return Response(status_code=416, headers=headers | {"Content-Range": f"bytes */{len(data)}"})
+        if wanted is None:
+            return Response(data, media_type="audio/flac", headers=headers)
+        first, last = wanted
+        headers["Content-Range"] = f"bytes {first}-{last}/{len(data)}"
+        return Response(data[first : last + 1], status_code=206, media_type="audio/flac", headers=headers)
+
+    @app.get("/phrases/{n:int}/mel.png")
+    def mel(request: Request, n: int) -> Response:
+        render = load_render(load_phrase(n), filters_of(request).patch)
+        png = catalog.derived("mel.png", render, spectrogram_png)
+        return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+    return app

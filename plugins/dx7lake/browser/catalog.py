@@ -1,0 +1,265 @@
+"""What the browser shows: phrase numbers and metadata from the warehouse, renders from manifests.
+
+Phrase numbers live in ``browser.phrases``, an append-only table: a rendered phrase gets
+the next number the first time the browser sees it, in song, track and bar order, and
+keeps it for good, so ``/phrases/<n>`` links survive restarts and new data. The table
+also holds the facts the index filters on (song, split, pitch range), so a page of the
+index never scans the notes.
+
+Audio keys come only from gold manifests read through the lake: the warehouse says which
+manifest holds a (content, patch) pair, and the manifest row gives the object key.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from ..config import Settings
+from ..lake import Lake, open_lake
+from ..postgres import warehouse_url
+from ..render import GOLD_MANIFESTS, manifest_key
+
+SPLITS = ("train", "validate", "test")
+
+SCHEMA = """
+create schema if not exists browser;
+create table if not exists browser.phrases (
+    n bigint generated always as identity primary key,
+    phrase_id text not null unique,
+    content_hash text not null,
+    midi_id text not null,
+    song text,
+    track_id text not null,
+    track_index integer,
+    bucket bigint not null,
+    set_type text not null,
+    n_notes integer not null,
+    min_pitch integer not null,
+    max_pitch integer not null,
+    numbered_at timestamptz not null default now()
+);
+create index if not exists browser_phrases_content on browser.phrases (content_hash);
+"""
+
+# New rendered phrases, numbered in song / track / bar order (under an advisory lock, so
+# concurrent API-server workers number each phrase once and leave no gaps).
+LOCK = "select pg_advisory_xact_lock(hashtext('dx7lake.browser.phrases'))"
+NUMBER_NEW = """
+insert into browser.phrases (
+    phrase_id, content_hash, midi_id, song, track_id, track_index, bucket, set_type, n_notes, min_pitch, max_pitch
+)
+select p.phrase_id, p.content_hash, p.midi_id, src.source_key, p.track_id, src.track_index, p.bucket,
+       p.set_type, p.n_notes, r.lo, r.hi
+from silver.phrases p
+cross join lateral (select min((e ->> 3)::int) as lo, max((e ->> 3)::int) as hi from jsonb_array_elements(p.notes) e) r
+left join lateral (
+    select d.source_key, d.track_index from raw.detailed_notes d where d.track_id = p.track_id limit 1
+) src on true
+where exists (select 1 from gold.renders g where g.content_hash = p.content_hash)
+  and not exists (select 1 from browser.phrases b where b.phrase_id = p.phrase_id)
+order by src.source_key, p.midi_id, src.track_index, p.track_id, p.bucket
+"""
+
+PHRASE_COLUMNS = (
+    "b.n, b.phrase_id, b.content_hash, b.midi_id, b.song, b.track_id, b.track_index, b.bucket, b.set_type, "
+    "b.n_notes, b.min_pitch, b.max_pitch"
+)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The index's filters; every value is bound as a query parameter, never pasted into SQL."""
+
+    split: str | None = None
+    patch: str | None = None
+    pitch_min: int | None = None
+    pitch_max: int | None = None
+    song: str | None = None
+
+    def where(self) -> tuple[str, dict[str, Any]]:
+        """A SQL condition on ``browser.phrases b`` and its parameters."""
+        clauses = [
+            "exists (select 1 from gold.renders g where g.content_hash = b.content_hash"
+            + (" and g.patch_id = %(patch)s)" if self.patch else ")")
+        ]
+        if self.split:
+            clauses.append("b.set_type = %(split)s")
+        if self.pitch_min is not None:
+            clauses.append("b.min_pitch >= %(pitch_min)s")
+        if self.pitch_max is not None:
+            clauses.append("b.max_pitch <= %(pitch_max)s")
+        if self.song:
+            clauses.append("(b.song ilike '%%' || %(song)s || '%%' or b.midi_id = %(song)s)")
+        return " and ".join(clauses), asdict(self)
+
+    def query(self) -> dict[str, str]:
+        """The filters as URL query parameters (unset ones left out)."""
+        return {k: str(v) for k, v in asdict(self).items() if v not in (None, "")}
+
+
+class _LRU:
+    """A small thread-safe least-recently-used cache of computed values."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def forget(self, key: Any) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
+    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = compute()
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+
+class Catalog:
+    """Phrases and their renders for one home (lake + warehouse)."""
+
+    def __init__(self, settings: Settings, refresh_s: float = 30.0, lake: Lake | None = None) -> None:
+        self.settings = settings
+        self.lake = lake or open_lake(settings.lake_uri)
+        self.refresh_s = refresh_s
+        self._url: str | None = None
+        self._numbered_at = float("-inf")
+        self._lock = threading.Lock()
+        self._manifests = _LRU(64)
+        self._objects = _LRU(32)
+        self._patch_names: dict[str, str] = {}
+
+    @contextmanager
+    def _conn(self) -> Iterator[psycopg.Connection]:
+        if self._url is None:
+            self._url = warehouse_url(self.settings)
+        with psycopg.connect(self._url, row_factory=dict_row) as conn:
+            yield conn
+
+    def refresh(self, force: bool = False) -> int:
+        """Number phrases rendered since the last look (at most every ``refresh_s``); returns how many."""
+        with self._lock:
+            if not force and time.monotonic() - self._numbered_at < self.refresh_s:
+                return 0
+            with self._conn() as conn:
+                conn.execute(LOCK)
+                conn.execute(SCHEMA)
+                added = conn.execute(NUMBER_NEW).rowcount
+                patches = [r["patch_id"] for r in conn.execute("select distinct patch_id from gold.renders")]
+            self._numbered_at = time.monotonic()
+            self._patch_names = {p: self._patch_name(p) for p in patches}
+            return added
+
+    def _patch_name(self, patch_id: str) -> str:
+        folder = f"{GOLD_MANIFESTS}/{patch_id}/"
+        keys = self.lake.list(folder.rstrip("/"))  # S3Lake rejects a prefix ending in "/"
+        first = next((k for k in keys if k.startswith(folder) and k.endswith(".parquet")), None)
+        if first is None:
+            return patch_id
+        names = self._manifest(first).get("patch_name")
+        return names[0] if names else patch_id
+
+    def patches(self) -> dict[str, str]:
+        """Patch id to voice name, for every patch with renders."""
+        self.refresh()
+        return dict(sorted(self._patch_names.items(), key=lambda item: (item[1], item[0])))
+
+    def page(self, filters: Filters, offset: int, limit: int) -> tuple[int, list[dict]]:
+        """The total matching and one page of phrases, each with the patches it was rendered in."""
+        self.refresh()
+        where, params = filters.where()
+        with self._conn() as conn:
+            total = conn.execute(f"select count(*) as c from browser.phrases b where {where}", params).fetchone()
+            rows = conn.execute(
+                f"select {PHRASE_COLUMNS}, array(select g.patch_id from gold.renders g "
+                f"where g.content_hash = b.content_hash order by g.patch_id) as patches "
+                f"from browser.phrases b where {where} order by b.n limit %(limit)s offset %(offset)s",
+                params | {"limit": limit, "offset": offset},
+            ).fetchall()
+        return int(total["c"]), rows
+
+    def phrase(self, n: int) -> dict | None:
+        """Phrase ``n`` with its renders (patch id and render partition), or None."""
+        self.refresh()
+        with self._conn() as conn:
+            row = conn.execute(f"select {PHRASE_COLUMNS} from browser.phrases b where b.n = %s", (n,)).fetchone()
+            if row is None:
+                return None
+            renders = conn.execute(
+                "select patch_id, render_p from gold.renders where content_hash = %s order by patch_id",
+                (row["content_hash"],),
+            ).fetchall()
+            row["duplicates"] = conn.execute(
+                "select count(*) - 1 as c from browser.phrases where content_hash = %s", (row["content_hash"],)
+            ).fetchone()["c"]
+        if not renders:
+            return None
+        row["renders"] = {r["patch_id"]: int(r["render_p"]) for r in renders}
+        return row
+
+    def neighbours(self, n: int, filters: Filters) -> tuple[int | None, int | None]:
+        """The previous and next phrase numbers that match ``filters``."""
+        where, params = filters.where()
+        with self._conn() as conn:
+            row = conn.execute(
+                f"select (select max(b.n) from browser.phrases b where b.n < %(n)s and {where}) as prev, "
+                f"(select min(b.n) from browser.phrases b where b.n > %(n)s and {where}) as next",
+                params | {"n": n},
+            ).fetchone()
+        return row["prev"], row["next"]
+
+    def random(self, filters: Filters) -> int | None:
+        """A phrase number drawn uniformly from those matching ``filters``."""
+        self.refresh()
+        where, params = filters.where()
+        with self._conn() as conn:
+            row = conn.execute(
+                f"select b.n from browser.phrases b where {where} "
+                f"offset floor(random() * (select count(*) from browser.phrases b where {where})) limit 1",
+                params,
+            ).fetchone()
+        return None if row is None else int(row["n"])
+
+    def _manifest(self, key: str) -> dict[str, list]:
+        return self._manifests.get(key, lambda: self.lake.read_parquet(key).to_pydict())
+
+    def render(self, phrase: dict, patch_id: str) -> dict | None:
+        """The manifest row of ``phrase`` rendered with ``patch_id`` (None when there is none)."""
+        render_p = phrase["renders"].get(patch_id)
+        if render_p is None:
+            return None
+        key = manifest_key(patch_id, render_p)
+        if not self.lake.exists(key):
+            return None
+        columns = self._manifest(key)
+        if phrase["content_hash"] not in columns["content_hash"]:  # rewritten since cached: read it again
+            self._manifests.forget(key)
+            columns = self._manifest(key)
+            if phrase["content_hash"] not in columns["content_hash"]:
+                return None
+        i = columns["content_hash"].index(phrase["content_hash"])
+        return {name: values[i] for name, values in columns.items() if name != "patch_vced"}
+
+    def audio(self, render: dict) -> bytes:
+        """The render's FLAC bytes, by the key its manifest row names."""
+        return self._objects.get(render["key"], lambda: self.lake.get(render["key"]))
+
+    def derived(self, kind: str, render: dict, compute: Callable[[bytes], Any]) -> Any:
+        """A value computed from a render's audio (a spectrogram), cached by its content digest."""
+        return self._objects.get((kind, render["sha256"]), lambda: compute(self.audio(render)))
