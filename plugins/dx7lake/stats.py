@@ -75,7 +75,10 @@ ROWS_FIELD = {
 
 
 def ensure_schema(conn: psycopg.Connection) -> None:
+    """Create the ops tables; the advisory lock serialises concurrent tasks, whose
+    ``create table if not exists`` would otherwise race in the catalog."""
     with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(hashtext('dx7lake.ops'))")
         conn.execute(DDL)
 
 
@@ -158,3 +161,12 @@ def record_validation(conn: psycopg.Connection, run_id: str, checks: list[dict],
                    set reason = ops.validation_failures.reason || '; ' || excluded.reason""",
                 [(run_id, f["check"], f["key"], f["reason"]) for f in failures],
             )
+
+
+def mark_run_failed(context) -> None:
+    """Airflow task failure callback: a run that dies in any task ends ``failed`` here too."""
+    from .config import load_settings
+    from .postgres import connect
+
+    with connect(load_settings()) as conn:
+        finish_run(conn, context["run_id"], "failed")
