@@ -177,3 +177,23 @@ def test_partition_mismatch_missing_render_and_gold_test_are_named(run):
         stages.load_partition(run, p, "restore")
         stages.load_renders(run)
     assert not _failures(run)
+
+
+def test_recorded_run_feeds_every_dashboard_card(run):
+    """The analytics marts build (with their tests) on a finished run, and every card of the
+    dashboard spec is valid SQL over the warehouse that returns rows."""
+    from dx7lake.metabase_spec import load_spec
+
+    stages.start_run(run, "cards", {"patches": PATCHES})
+    first = stages.plan_render(run)["partitions"][0]
+    stages.record_render(run, "cards", stages.render_partition(run, first, PATCHES), 120.0, 22050)
+    stages.record(run, "cards", "validate", stages.run_validation(run, PATCHES, "cards"))
+    stages.finish_run(run, "cards", True)
+    with psycopg.connect(run.pg_url) as conn:
+        conn.execute("insert into ops.load_stats (run_id, p, rows, bytes, seconds) values ('cards', 'a', 10, 100, 0.1)")
+        conn.commit()
+    stages.build_analytics(run)
+    with psycopg.connect(run.pg_url) as conn:
+        empty = [card.name for card in load_spec().cards if not conn.execute(card.sql).fetchall()]
+    # only the failures card is empty: the recorded validation passed
+    assert empty == ["Failing keys of the latest run"]
