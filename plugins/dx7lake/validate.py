@@ -105,7 +105,7 @@ def validate_run(settings: Settings, patch_ids: list[str], dbt_tests: bool = Tru
             for row in rows:
                 if loaded.get(row["key"]) != row["sha256"]:
                     check.fail(row["key"], "manifest row missing from gold.renders or loaded with another sha256")
-    _check_objects(lake, rows, result)
+    check_objects(lake, rows, result)
     if dbt_tests:
         with result.timing("dbt_gold") as check:
             _run_dbt_gold_tests(settings, check)
@@ -160,11 +160,11 @@ def _inspect(lake: Lake, row: dict) -> tuple[bool, str | None, list[str]]:
     return True, mismatch, audio_qa.check_render(data, row)
 
 
-def _check_objects(lake: Lake, rows: list[dict], result: Validation) -> None:
+def check_objects(lake: Lake, rows: list[dict], result: Validation, workers: int = READ_WORKERS) -> None:
     """Existence and sha256 of every manifest row's object, then audio QA of those present."""
     started = time.perf_counter()
     objects, audio = result.checks["objects"], result.checks["audio"]
-    with ThreadPoolExecutor(READ_WORKERS) as pool:
+    with ThreadPoolExecutor(workers) as pool:
         for row, (present, object_failure, audio_failures) in zip(
             rows, pool.map(lambda r: _inspect(lake, r), rows), strict=True
         ):
