@@ -86,7 +86,7 @@ def cmd_render(args) -> int:
 def cmd_validate(args) -> int:
     result = stages.run_validation(_settings(args), args.patches, args.run_id)
     for failure in result["failures"]:
-        print(f"FAIL {failure['key']}: {failure['reason']}")
+        print(f"FAIL {failure['key']}: {failure['reason']} [{failure['check']}]")
     _print(
         {k: result[k] for k in ("passed", "raw_rows", "bronze_rows", "patches")} | {"failures": len(result["failures"])}
     )
