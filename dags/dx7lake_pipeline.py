@@ -102,7 +102,7 @@ def dx7lake():
         from dx7lake import stages
 
         context, settings = get_current_context(), load_settings()
-        result = stages.run_validation(settings, context["params"]["patches"], context["run_id"])
+        result = stages.run_validation(settings, context["params"]["patches"], context["run_id"], max_failures=50)
         return stages.record(settings, context["run_id"], "validate", result)
 
     @task

@@ -173,6 +173,12 @@ def test_partition_mismatch_missing_render_and_gold_test_are_named(run):
                 "select check_name, key from ops.validation_failures where run_id = 'cli-check'"
             ).fetchall()
             assert set(recorded) == failures
+        capped = stages.run_validation(run, PATCHES, "capped", max_failures=1)
+        assert (len(capped["failures"]), capped["failed"], capped["passed"]) == (1, len(failures), False)
+        with psycopg.connect(run.pg_url) as conn:
+            assert conn.execute("select count(*) from ops.validation_failures where run_id = 'capped'").fetchone() == (
+                len(failures),
+            )
     finally:
         stages.load_partition(run, p, "restore")
         stages.load_renders(run)

@@ -90,15 +90,18 @@ def load_renders(settings: Settings) -> dict:
 
 
 @_timed
-def run_validation(settings: Settings, patches: str | None, run_id: str | None = None) -> dict:
+def run_validation(
+    settings: Settings, patches: str | None, run_id: str | None = None, max_failures: int | None = None
+) -> dict:
     """Every validation check; with a run id, each result is recorded in ops before the
-    caller fails the run on it."""
-    result = validate.validate_run(settings, [v.patch_id for v in choose_voices(patches)]).as_dict()
+    caller fails the run on it. ``max_failures`` caps the failures returned (XCom), not
+    those recorded."""
+    result = validate.validate_run(settings, [v.patch_id for v in choose_voices(patches)])
     if run_id:
         with connect(settings) as conn:
             stats.ensure_schema(conn)
-            stats.record_validation(conn, run_id, result["checks"], result["failures"])
-    return result
+            stats.record_validation(conn, run_id, result.as_dict()["checks"], result.failures)
+    return result.as_dict(max_failures)
 
 
 @_timed

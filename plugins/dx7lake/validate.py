@@ -68,7 +68,8 @@ class Validation:
         finally:
             self.checks[name].seconds += time.perf_counter() - started
 
-    def as_dict(self) -> dict:
+    def as_dict(self, max_failures: int | None = None) -> dict:
+        """Counts, per-check figures and the failures (the first ``max_failures`` of them)."""
         return {
             "raw_rows": self.raw_rows,
             "bronze_rows": self.bronze_rows,
@@ -78,7 +79,8 @@ class Validation:
                 {"check": c.name, "checked": c.checked, "failed": len(c.failures), "seconds": round(c.seconds, 3)}
                 for c in self.checks.values()
             ],
-            "failures": self.failures,
+            "failures": self.failures[:max_failures],
+            "failed": len(self.failures),
             "passed": self.passed,
         }
 
