@@ -6,8 +6,11 @@ partition numbers and counts, never data.
 
 from __future__ import annotations
 
+import os
+
 import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowSkipException
 
 from dx7lake.config import load_settings
 from dx7lake.cosmos_dbt import dbt_task_group
@@ -18,6 +21,12 @@ SILVER = Asset("dx7lake_silver")
 GOLD = Asset("dx7lake_gold")
 
 
+def _mark_run_failed(context) -> None:
+    from dx7lake.stats import mark_run_failed
+
+    mark_run_failed(context)
+
+
 @dag(
     dag_id="dx7lake",
     schedule=None,
@@ -25,6 +34,7 @@ GOLD = Asset("dx7lake_gold")
     catchup=False,
     max_active_runs=1,
     tags=["dx7lake"],
+    default_args={"on_failure_callback": _mark_run_failed},
     params={
         "source": Param(None, type=["null", "string"], description="MIDI folder or URI (default: the landing folder)"),
         "patches": Param("epiano,bell", type="string", description="comma list of built-in voices or patch ids"),
@@ -38,8 +48,10 @@ def dx7lake():
     def extract() -> dict:
         from dx7lake import stages
 
-        params = get_current_context()["params"]
-        return stages.extract(load_settings(), params.get("source"))
+        context, settings = get_current_context(), load_settings()
+        stages.start_run(settings, context["run_id"], dict(context["params"]))
+        result = stages.extract(settings, context["params"].get("source"))
+        return stages.record(settings, context["run_id"], "extract", result)
 
     @task
     def bronze_partitions(_extracted: dict) -> list[str]:
@@ -51,7 +63,8 @@ def dx7lake():
     def load(p: str) -> dict:
         from dx7lake import stages
 
-        return stages.load_partition(load_settings(), p, get_current_context()["run_id"])
+        run_id, settings = get_current_context()["run_id"], load_settings()
+        return stages.record(settings, run_id, "load", stages.load_partition(settings, p, run_id), p)
 
     @task
     def loaded(results: list[dict]) -> dict:
@@ -62,7 +75,8 @@ def dx7lake():
         """Runs once dbt built silver and its tests passed: publishes silver, plans gold."""
         from dx7lake import stages
 
-        return stages.plan_render(load_settings())
+        settings = load_settings()
+        return stages.record(settings, get_current_context()["run_id"], "plan_render", stages.plan_render(settings))
 
     @task
     def render_partitions(plan: dict) -> list[int]:
@@ -72,26 +86,48 @@ def dx7lake():
     def render(render_p: int, patches: str, bpm: float, sample_rate: int) -> dict:
         from dx7lake import stages
 
-        return stages.render_partition(load_settings(), render_p, patches, bpm, sample_rate)
+        settings = load_settings()
+        result = stages.render_partition(settings, render_p, patches, bpm, sample_rate)
+        return stages.record_render(settings, get_current_context()["run_id"], result, bpm, sample_rate)
 
     @task
     def load_renders(_rendered: list[dict]) -> dict:
         from dx7lake import stages
 
-        return stages.load_renders(load_settings())
+        settings = load_settings()
+        return stages.record(settings, get_current_context()["run_id"], "load_renders", stages.load_renders(settings))
 
     @task
     def validate(_gold: dict) -> dict:
         from dx7lake import stages
 
-        return stages.run_validation(load_settings(), get_current_context()["params"]["patches"])
+        context, settings = get_current_context(), load_settings()
+        result = stages.run_validation(settings, context["params"]["patches"], context["run_id"], max_failures=50)
+        return stages.record(settings, context["run_id"], "validate", result)
+
+    @task
+    def analytics(_checks: dict) -> dict:
+        """The dbt analytics marts the dashboards read."""
+        from dx7lake import stages
+
+        return stages.build_analytics(load_settings())
+
+    @task
+    def metabase(_analytics: dict) -> dict:
+        """Dashboards as code onto Metabase; skipped when METABASE_URL is not set."""
+        from dx7lake import stages
+
+        if not os.environ.get("METABASE_URL"):
+            raise AirflowSkipException("METABASE_URL is not set")
+        return stages.provision_metabase(load_settings())
 
     @task
     def summary(extracted: dict, loads: list[dict], plan: dict, renders: list[dict], gold: dict, checks: dict):
         from dx7lake import stages
 
+        settings = load_settings()
         result = stages.write_summary(
-            load_settings(),
+            settings,
             {
                 "extract": extracted,
                 "load": loads,
@@ -101,6 +137,7 @@ def dx7lake():
                 "validate": checks,
             },
         )
+        stages.finish_run(settings, get_current_context()["run_id"], result["validation"] == "passed")
         if result["validation"] != "passed":
             raise RuntimeError(f"validation failed: {result['validation_failures'][:10]}")
         return {k: v for k, v in result.items() if k != "validation_failures"}
@@ -115,7 +152,9 @@ def dx7lake():
     ).expand(render_p=render_partitions(plan))
     gold = load_renders(renders)
     checks = validate(gold)
-    summary(extracted, loads, plan, renders, gold, checks)
+    marts = analytics(checks)
+    metabase(marts)
+    marts >> summary(extracted, loads, plan, renders, gold, checks)
 
 
 dx7lake()

@@ -58,3 +58,14 @@ def test_dag_runs_end_to_end_and_reruns_idempotently(settings, airflow_db, monke
     assert again["rendered_this_run"] == 0
     assert (again["notes"], again["renders"]) == (summary["notes"], summary["renders"])
     assert len([k for k in lake.list(GOLD_RENDERS + "/") if k.endswith(".flac")]) == len(flacs)
+
+    # run statistics: each run records its own rows once; the rerun never touches the first's
+    with psycopg.connect(settings.pg_url) as conn:
+        runs = dict(conn.execute("select run_id, status from ops.pipeline_runs").fetchall())
+        stats = dict(conn.execute("select run_id, count(*) from ops.task_stats group by run_id").fetchall())
+        renders = dict(conn.execute("select run_id, count(*) from ops.render_stats group by run_id").fetchall())
+        checks = conn.execute("select run_id, bool_and(passed) from ops.validation_results group by run_id").fetchall()
+    assert runs == {run.run_id: "success", rerun.run_id: "success"}
+    assert stats[run.run_id] == stats[rerun.run_id] > 0
+    assert renders[run.run_id] == renders[rerun.run_id] > 0
+    assert sorted(checks) == sorted([(run.run_id, True), (rerun.run_id, True)])

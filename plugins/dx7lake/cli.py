@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import stages
 from .config import Settings, load_settings
+from .metabase_spec import DEFAULT_SPEC
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -83,13 +84,23 @@ def cmd_render(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    result = stages.run_validation(_settings(args), args.patches)
+    result = stages.run_validation(_settings(args), args.patches, args.run_id)
     for failure in result["failures"]:
-        print(f"FAIL {failure['key']}: {failure['reason']}")
+        print(f"FAIL {failure['key']}: {failure['reason']} [{failure['check']}]")
     _print(
         {k: result[k] for k in ("passed", "raw_rows", "bronze_rows", "patches")} | {"failures": len(result["failures"])}
     )
     return 0 if result["passed"] else 1
+
+
+def cmd_metabase(args) -> int:
+    """Provision the dashboards in the spec onto the Metabase at METABASE_URL."""
+    from .metabase_provision import provision_from_env
+
+    if args.url:
+        os.environ["METABASE_URL"] = args.url
+    _print(provision_from_env(_settings(args), args.spec))
+    return 0
 
 
 def cmd_demo(args) -> int:
@@ -226,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "render":
             p.add_argument("--bpm", type=float, default=120.0)
             p.add_argument("--sample-rate", type=int, default=22050)
+        else:
+            p.add_argument("--run-id", default=None, help="record the results in ops.validation_* under this id")
+    p = add("metabase", cmd_metabase, "dashboards as code: create or update them on Metabase (METABASE_URL)")
+    p.add_argument("action", choices=["provision"])
+    p.add_argument("--url", default=None, help="Metabase URL (default METABASE_URL)")
+    p.add_argument("--spec", default=str(DEFAULT_SPEC), help="dashboard spec (YAML)")
     p = add("demo", cmd_demo, "the whole DAG through `airflow dags test` on the embedded default")
     p.add_argument("--source", default=None, help="folder of .mid files (default: the demo corpus)")
     p.add_argument("--limit", default=None)

@@ -38,6 +38,8 @@ def dbt_task_group(group_id: str = "dbt_silver", **kwargs) -> DbtTaskGroup:
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST if manifest.exists() else LoadMode.AUTOMATIC,
             test_behavior=TestBehavior.AFTER_EACH,
+            # analytics marts read gold, which exists only after rendering: a later task builds them
+            exclude=["path:models/analytics"],
             # Cosmos would emit postgres:// assets, which need a host (the embedded server is a
             # socket); the DAG declares its own silver asset instead.
             emit_datasets=False,

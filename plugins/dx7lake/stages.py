@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Iterable
 
-from . import midi, render, validate, warehouse
+from . import midi, render, stats, validate, warehouse
 from .config import Settings
 from .lake import open_lake
 from .patches import choose_voices
@@ -90,9 +90,61 @@ def load_renders(settings: Settings) -> dict:
 
 
 @_timed
-def run_validation(settings: Settings, patches: str | None) -> dict:
-    """Reconcile counts across lake and warehouse."""
-    return validate.validate_run(settings, [v.patch_id for v in choose_voices(patches)]).as_dict()
+def run_validation(
+    settings: Settings, patches: str | None, run_id: str | None = None, max_failures: int | None = None
+) -> dict:
+    """Every validation check; with a run id, each result is recorded in ops before the
+    caller fails the run on it. ``max_failures`` caps the failures returned (XCom), not
+    those recorded."""
+    result = validate.validate_run(settings, [v.patch_id for v in choose_voices(patches)])
+    if run_id:
+        with connect(settings) as conn:
+            stats.ensure_schema(conn)
+            stats.record_validation(conn, run_id, result.as_dict()["checks"], result.failures)
+    return result.as_dict(max_failures)
+
+
+@_timed
+def build_analytics(settings: Settings) -> dict:
+    """The dbt analytics marts (and their tests) over silver and gold, for the dashboards."""
+    from .transform import run_dbt
+
+    run_dbt(["build", "--select", "path:models/analytics", "--quiet"], settings=settings)
+    return {"built": "analytics"}
+
+
+def provision_metabase(settings: Settings) -> dict:
+    """Dashboards as code: the repo's spec onto the Metabase at ``METABASE_URL``."""
+    from .metabase_provision import provision_from_env
+
+    return provision_from_env(settings)
+
+
+def start_run(settings: Settings, run_id: str, params: dict) -> None:
+    """Open the run in ops.pipeline_runs (the first task calls it, before any parallel task)."""
+    with connect(settings) as conn:
+        stats.ensure_schema(conn)
+        stats.start_run(conn, run_id, params)
+
+
+def record(settings: Settings, run_id: str, stage: str, result: dict, partition: str | int = "") -> dict:
+    """A stage's rows, seconds and throughput into ops.task_stats; returns ``result``."""
+    with connect(settings) as conn:
+        stats.record_task(conn, run_id, stage, result, partition)
+    return result
+
+
+def record_render(settings: Settings, run_id: str, result: dict, bpm: float, sample_rate: int) -> dict:
+    """A render partition's figures into ops.render_stats and ops.task_stats; returns ``result``."""
+    spec = render.RenderSpec(sample_rate=int(sample_rate), bpm=float(bpm))
+    with connect(settings) as conn:
+        stats.record_render(conn, run_id, result, spec.total_samples / spec.sample_rate)
+    return result
+
+
+def finish_run(settings: Settings, run_id: str, passed: bool) -> None:
+    with connect(settings) as conn:
+        stats.finish_run(conn, run_id, "success" if passed else "failed")
 
 
 def write_summary(settings: Settings, stage_results: dict[str, Iterable[dict] | dict]) -> dict:

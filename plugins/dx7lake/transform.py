@@ -37,15 +37,21 @@ def profile_env(url: str) -> dict[str, str]:
     }
 
 
-def run_dbt(args: list[str], url: str | None = None, settings: Settings | None = None) -> None:
-    """Run a dbt command on the project in-process; raises when dbt reports failure."""
+def invoke_dbt(args: list[str], url: str | None = None, settings: Settings | None = None):
+    """Run a dbt command on the project in-process and return dbt's result, per-node
+    statuses included (validation records each test's outcome)."""
     from dbt.cli.main import dbtRunner
 
     if url is None and settings is not None:
         url = warehouse_url(settings)
     os.environ.update(profile_env(url or "postgresql://postgres@localhost/postgres"))
     project = str(dbt_project_dir())
-    result = dbtRunner().invoke([*args, "--project-dir", project, "--profiles-dir", project])
+    return dbtRunner().invoke([*args, "--project-dir", project, "--profiles-dir", project])
+
+
+def run_dbt(args: list[str], url: str | None = None, settings: Settings | None = None) -> None:
+    """Run a dbt command on the project in-process; raises when dbt reports failure."""
+    result = invoke_dbt(args, url, settings)
     if not result.success:
         raise RuntimeError(f"dbt {' '.join(args)} failed: {result.exception or 'see the dbt log above'}")
 

@@ -1,0 +1,137 @@
+"""Metabase dashboards as code, provisioned against a local stand-in of the Metabase API
+(Metabase itself cannot run here; see tests/metabase_standin.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from dx7lake.metabase_provision import MetabaseClient, MetabaseError, provision
+from dx7lake.metabase_spec import DEFAULT_SPEC, SpecError, load_spec
+from metabase_standin import REDACTED, MetabaseStandIn
+
+WAREHOUSE = "postgresql://dx7:pw@warehouse:5432/dx7lake"
+
+
+@pytest.fixture
+def metabase():
+    with MetabaseStandIn() as standin:
+        yield standin
+
+
+def _client(standin: MetabaseStandIn) -> MetabaseClient:
+    return MetabaseClient(standin.url, user="admin@example.com", password="secret")
+
+
+def _layout(standin: MetabaseStandIn) -> dict[str, set[tuple]]:
+    names = {c["id"]: c["name"] for c in standin.cards.values()}
+    return {
+        d["name"]: {(names[c["card_id"]], c["row"], c["col"], c["size_x"], c["size_y"]) for c in d["dashcards"]}
+        for d in standin.dashboards.values()
+    }
+
+
+def test_provisioning_twice_creates_everything_once_then_changes_nothing(metabase):
+    spec = load_spec()
+    first = provision(_client(metabase), WAREHOUSE)
+    assert first["database_created"] == first["collection_created"] == 1
+    assert first["card_created"] == len(spec.cards) == len(metabase.cards)
+    assert first["dashboard_created"] == len(spec.dashboards) == len(metabase.dashboards)
+    db = next(iter(metabase.databases.values()))
+    assert db["details"] == {
+        "host": "warehouse",
+        "port": 5432,
+        "dbname": "dx7lake",
+        "user": "dx7",
+        "password": "pw",
+        "ssl": False,
+    }
+    wanted = {d.name: {(p.card, p.row, p.col, p.size_x, p.size_y) for p in d.cards} for d in spec.dashboards}
+    assert _layout(metabase) == wanted
+    assert all(c["dataset_query"]["database"] == db["id"] for c in metabase.cards.values())
+    writes = len(metabase.writes())
+
+    second = provision(_client(metabase), WAREHOUSE)
+    assert len(metabase.writes()) == writes, "a second run must send no write"
+    assert second["writes"] == 0
+    assert second["card_unchanged"] == len(spec.cards) and second["dashboard_unchanged"] == len(spec.dashboards)
+    assert (len(metabase.databases), len(metabase.collections), len(metabase.cards)) == (1, 1, len(spec.cards))
+    assert _layout(metabase) == wanted
+    assert not any(path.endswith("/cards") for _, path in metabase.requests), "removed endpoint called"
+
+
+def test_a_changed_spec_updates_in_place(metabase, tmp_path):
+    provision(_client(metabase), WAREHOUSE)
+    raw = yaml.safe_load(DEFAULT_SPEC.read_text())
+    raw["cards"][0]["sql"] = "select 1 as one"
+    first_dashboard = raw["dashboards"][0]
+    moved = first_dashboard["cards"][-1]["card"]
+    first_dashboard["cards"][-1] |= {"row": 40, "col": 0}
+    spec_path = tmp_path / "dashboards.yml"
+    spec_path.write_text(yaml.safe_dump(raw))
+    dashcard_ids = {d["id"] for dash in metabase.dashboards.values() for d in dash["dashcards"]}
+    before = len(metabase.writes())
+
+    result = provision(_client(metabase), WAREHOUSE, spec_path)
+
+    assert result["card_updated"] == 1 and result["dashboard_updated"] == 1 and result["writes"] == 2
+    assert len(metabase.writes()) == before + 2
+    card = next(c for c in metabase.cards.values() if c["name"] == raw["cards"][0]["name"])
+    assert card["dataset_query"]["native"]["query"] == "select 1 as one"
+    assert (moved, 40, 0) in {t[:3] for t in _layout(metabase)[first_dashboard["name"]]}
+    assert {d["id"] for dash in metabase.dashboards.values() for d in dash["dashcards"]} == dashcard_ids
+
+
+def test_a_changed_warehouse_address_updates_the_connection_without_reading_its_password(metabase):
+    provision(_client(metabase), WAREHOUSE)
+    assert metabase._db(next(iter(metabase.databases.values())))["details"]["password"] == REDACTED
+    result = provision(_client(metabase), WAREHOUSE.replace("warehouse:5432", "db.internal:6432"))
+    assert result["database_updated"] == 1 and result["writes"] == 1
+    db = next(iter(metabase.databases.values()))
+    assert (db["details"]["host"], db["details"]["port"], db["details"]["password"]) == ("db.internal", 6432, "pw")
+
+
+def test_errors_raise_instead_of_returning_false(metabase):
+    with pytest.raises(MetabaseError, match="login"):
+        MetabaseClient(metabase.url, user="admin@example.com", password="wrong")
+    client = _client(metabase)
+    with pytest.raises(MetabaseError, match=r"POST /api/card -> 400: .*dataset_query"):
+        client.post("/api/card", {"name": "x", "display": "table", "visualization_settings": {}, "dataset_query": {}})
+
+
+def _add_unknown_card(raw: dict) -> None:
+    raw["dashboards"][0]["cards"].append({"card": "nope", "row": 99, "col": 0, "size_x": 1, "size_y": 1})
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_add_unknown_card, "no such card"),
+        (lambda raw: raw["dashboards"][0]["cards"][1].update(row=0, col=0), "overlaps"),
+        (lambda raw: raw["dashboards"][0]["cards"][0].update(col=20), "grid"),
+        (lambda raw: raw["cards"].append(dict(raw["cards"][0])), "repeat"),
+        (lambda raw: raw["cards"][0].update(display="sparkles"), "display"),
+        (lambda raw: raw["cards"][0].pop("sql"), "sql"),
+    ],
+)
+def test_a_malformed_spec_is_refused_before_any_request(tmp_path, edit, message):
+    raw = yaml.safe_load(DEFAULT_SPEC.read_text())
+    edit(raw)
+    path = tmp_path / "bad.yml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SpecError, match=message):
+        load_spec(path)
+
+
+def test_cli_provisions_from_the_environment(metabase, tmp_path, monkeypatch, capsys):
+    from dx7lake.cli import main
+
+    monkeypatch.setenv("METABASE_URL", "http://127.0.0.1:9/overridden-by-url")
+    monkeypatch.setenv("METABASE_USER", "admin@example.com")
+    monkeypatch.setenv("METABASE_PASSWORD", "secret")
+    monkeypatch.setenv("METABASE_WAREHOUSE_URL", WAREHOUSE)
+    assert main(["metabase", "provision", "--url", metabase.url, "--home", str(tmp_path)]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["cards"] == len(metabase.cards) and out["dashboards"] == len(metabase.dashboards)

@@ -1,0 +1,83 @@
+"""Run statistics in ops.*: one set of rows per run, retries replace, reruns add."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from dx7lake import stages, stats
+
+
+def _run(settings, run_id: str, passed: bool = True) -> None:
+    """The recording calls a DAG run makes, with the stage results it would pass."""
+    stages.start_run(settings, run_id, {"patches": "sine", "bpm": 120.0})
+    stages.record(settings, run_id, "extract", {"notes": 1200, "seconds": 2.0})
+    for p, rows in (("a", 300), ("b", 900)):
+        stages.record(settings, run_id, "load", {"rows": rows, "seconds": 0.5}, p)
+    stages.record(settings, run_id, "load", {"rows": 300, "seconds": 0.25}, "a")  # a retried task
+    render = {"render_p": 3, "contents": 40, "rendered": 40, "reused": 0, "seconds": 5.0, "memo_hit_rate": 0.5}
+    stages.record_render(settings, run_id, render, bpm=120.0, sample_rate=22050)
+    stages.finish_run(settings, run_id, passed)
+
+
+def _rows(settings, sql: str, params: tuple = ()) -> list[tuple]:
+    with psycopg.connect(settings.pg_url) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def test_stats_rows_are_written_once_per_run_and_a_rerun_adds_a_new_run(settings):
+    _run(settings, "run-1")
+    first = _rows(settings, "select * from ops.task_stats where run_id = 'run-1' order by stage, partition")
+    assert [(r[1], r[2], r[3]) for r in first] == [
+        ("extract", "", 1200),
+        ("load", "a", 300),
+        ("load", "b", 900),
+        ("render", "3", 40),
+    ]
+    assert _rows(settings, "select throughput from ops.task_stats where stage = 'load' and partition = 'a'") == [
+        (1200.0,)
+    ], "the retry replaced the first attempt's figures"
+    ((phrases, audio, rtf, memo),) = _rows(
+        settings, "select phrases, audio_seconds, real_time_factor, memo_hit_rate from ops.render_stats"
+    )
+    assert (phrases, audio, memo) == (40, 40 * 2.5, 0.5)  # 4 beats at 120 BPM + 0.5 s tail
+    assert rtf == pytest.approx(5.0 / 100.0)
+
+    _run(settings, "run-2", passed=False)
+    assert _rows(settings, "select * from ops.task_stats where run_id = 'run-1' order by stage, partition") == first
+    assert _rows(settings, "select run_id, count(*) from ops.task_stats group by run_id order by 1") == [
+        ("run-1", 4),
+        ("run-2", 4),
+    ]
+    assert _rows(settings, "select run_id, count(*) from ops.render_stats group by run_id order by 1") == [
+        ("run-1", 1),
+        ("run-2", 1),
+    ]
+    runs = _rows(
+        settings, "select run_id, status, params ->> 'patches', finished_at >= started_at from ops.pipeline_runs"
+    )
+    assert sorted(runs) == [("run-1", "success", "sine", True), ("run-2", "failed", "sine", True)]
+
+
+def test_a_failed_task_marks_its_run_failed(settings):
+    stages.start_run(settings, "run-x", {})
+    stats.mark_run_failed({"run_id": "run-x"})
+    assert _rows(settings, "select status, finished_at is not null from ops.pipeline_runs") == [("failed", True)]
+
+
+def test_validation_results_replace_the_runs_own_rows(settings):
+    stages.start_run(settings, "run-v", {})
+    checks = [{"check": "audio", "checked": 10, "failed": 1, "seconds": 0.1}]
+    failures = [
+        {"check": "audio", "key": "gold/renders/p/aa/aa.flac", "reason": "silent"},
+        {"check": "audio", "key": "gold/renders/p/aa/aa.flac", "reason": "clipped"},
+    ]
+    with psycopg.connect(settings.pg_url) as conn:
+        for _ in range(2):
+            stats.record_validation(conn, "run-v", checks, failures)
+    assert _rows(settings, "select check_name, checked, failed, passed from ops.validation_results") == [
+        ("audio", 10, 1, False)
+    ]
+    assert _rows(settings, "select key, reason from ops.validation_failures") == [
+        ("gold/renders/p/aa/aa.flac", "silent; clipped")
+    ]
