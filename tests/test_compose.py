@@ -207,3 +207,15 @@ def test_postgres_init_script_isolates_airflow_from_the_warehouse(pg_server):
             for name in ("airflow", "warehouse"):
                 conn.execute(f"drop database if exists {name}")
                 conn.execute(f"drop role if exists {name}")
+
+
+def test_make_targets():
+    """The deploy targets exist; `up CELERY=1` switches the executor and adds the celery profile."""
+    targets = ["env", "up", "down", "logs", "tf-init", "tf-plan", "tf-apply", "tf-destroy"]
+    dry = subprocess.run(["make", "-n", "-C", str(REPO), *targets], capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr
+    celery = subprocess.run(
+        ["make", "-n", "-C", str(REPO), "up", "CELERY=1", "WORKERS=3"], capture_output=True, text=True
+    )
+    assert "AIRFLOW_EXECUTOR=CeleryExecutor" in celery.stdout and "--scale airflow-worker=3" in celery.stdout
+    assert 'COMPOSE_PROFILES="${profiles:+$profiles,}celery"' in celery.stdout
