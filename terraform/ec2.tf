@@ -26,40 +26,37 @@ resource "aws_security_group" "stack" {
   vpc_id      = data.aws_vpc.default.id
 }
 
-resource "aws_vpc_security_group_ingress_rule" "airflow" {
+locals {
+  # the only ways in: the two UIs, from allowed_cidr
+  ui_ports = {
+    airflow  = 8080
+    metabase = 3000
+  }
+  # the only ways out: S3, SSM, container registries, PyPI (443); the Ubuntu archive (80)
+  egress_ports = {
+    https = 443
+    http  = 80
+  }
+}
+
+resource "aws_vpc_security_group_ingress_rule" "ui" {
+  for_each          = local.ui_ports
   security_group_id = aws_security_group.stack.id
-  description       = "Airflow UI and API from the allowed CIDR"
+  description       = "${each.key} UI from the allowed CIDR"
   cidr_ipv4         = var.allowed_cidr
   ip_protocol       = "tcp"
-  from_port         = 8080
-  to_port           = 8080
+  from_port         = each.value
+  to_port           = each.value
 }
 
-resource "aws_vpc_security_group_ingress_rule" "metabase" {
+resource "aws_vpc_security_group_egress_rule" "out" {
+  for_each          = local.egress_ports
   security_group_id = aws_security_group.stack.id
-  description       = "Metabase from the allowed CIDR"
-  cidr_ipv4         = var.allowed_cidr
-  ip_protocol       = "tcp"
-  from_port         = 3000
-  to_port           = 3000
-}
-
-resource "aws_vpc_security_group_egress_rule" "https" {
-  security_group_id = aws_security_group.stack.id
-  description       = "HTTPS out: S3, SSM, container registries, PyPI"
+  description       = "${each.key} out to the internet"
   cidr_ipv4         = "0.0.0.0/0"
   ip_protocol       = "tcp"
-  from_port         = 443
-  to_port           = 443
-}
-
-resource "aws_vpc_security_group_egress_rule" "http" {
-  security_group_id = aws_security_group.stack.id
-  description       = "HTTP out: the Ubuntu package archive"
-  cidr_ipv4         = "0.0.0.0/0"
-  ip_protocol       = "tcp"
-  from_port         = 80
-  to_port           = 80
+  from_port         = each.value
+  to_port           = each.value
 }
 
 resource "aws_instance" "stack" {

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 
-import pyarrow as pa
 import pytest
 
 from dx7lake.lake import LakeError, LocalLake, S3Lake, open_lake
@@ -54,14 +53,6 @@ def test_prefixes_in_one_bucket_are_separate_lakes(s3_lake_uri):
     second.put("k.bin", b"second")
     assert first.get("k.bin") == b"first" and list(second.list()) == ["k.bin"]
     assert list(whole.list()) == ["lake/k.bin", "other/k.bin"]
-
-
-def test_parquet_helpers(s3_lake_uri):
-    lake = open_lake(s3_lake_uri)
-    lake.put_parquet("t/p=1/a.parquet", pa.table({"x": [1, 2]}))
-    lake.put_parquet("t/p=1/b.parquet", pa.table({"x": [3]}))
-    assert lake.read_parquet_prefix("t/p=1/").column("x").to_pylist() == [1, 2, 3]
-    assert lake.read_parquet_prefix("t/p=2/") is None
 
 
 @pytest.mark.parametrize("key", ["", "/abs", "../escape", "a/../b", "a//b", "./x"])

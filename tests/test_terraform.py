@@ -64,7 +64,7 @@ def test_terraform_fmt_is_clean():
 
 @pytest.mark.parametrize(("directory", "framework"), [("terraform", "terraform"), ("docker", "dockerfile")])
 def test_checkov_passes_and_every_skip_has_a_reason(directory, framework):
-    assert CHECKOV.exists(), "make test builds .venv-checkov (the Makefile's $(CHECKOV_VENV)/.installed)"
+    assert CHECKOV.exists(), "make test builds .venv-checkov (the Makefile target $(CHECKOV_VENV)/bin/checkov)"
     cmd = [str(CHECKOV), "--directory", str(REPO / directory), "--framework", framework]
     cmd += ["--skip-download", "--output", "json"]
     result = subprocess.run(cmd, capture_output=True, text=True)
@@ -126,14 +126,16 @@ def test_instance_hardening(hcl):
 
 
 def test_security_group_opens_only_the_ui_ports_to_the_cidr_variable(hcl):
-    ingress = hcl["resource"]["aws_vpc_security_group_ingress_rule"]
-    assert {(r["from_port"], r["to_port"]) for r in ingress.values()} == {(8080, 8080), (3000, 3000)}
-    assert all(r["cidr_ipv4"] == "${var.allowed_cidr}" and r.get("description") for r in ingress.values())
+    assert hcl["locals"]["ui_ports"] == {"airflow": 8080, "metabase": 3000}
+    assert set(hcl["locals"]["egress_ports"].values()) == {443, 80}
+    (ingress,) = hcl["resource"]["aws_vpc_security_group_ingress_rule"].values()
+    assert ingress["for_each"] == "${local.ui_ports}" and ingress["cidr_ipv4"] == "${var.allowed_cidr}"
+    assert ingress["from_port"] == ingress["to_port"] == "${each.value}" and ingress["ip_protocol"] == "tcp"
+    (egress,) = hcl["resource"]["aws_vpc_security_group_egress_rule"].values()
+    assert egress["for_each"] == "${local.egress_ports}" and egress["from_port"] == egress["to_port"] == "${each.value}"
     assert "aws_security_group_rule" not in hcl["resource"]
     sg = hcl["resource"]["aws_security_group"]["stack"]
     assert "ingress" not in sg and "egress" not in sg
-    egress = hcl["resource"]["aws_vpc_security_group_egress_rule"]
-    assert all(r["ip_protocol"] == "tcp" and r["from_port"] in (80, 443) for r in egress.values())
 
 
 def test_instance_policy_reaches_only_the_lake_bucket_and_key(hcl):
