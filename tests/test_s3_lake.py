@@ -109,3 +109,13 @@ def test_ensure_bucket_waits_for_the_endpoint_then_gives_up(monkeypatch):
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     with pytest.raises(EndpointConnectionError):
         open_lake("s3://dx7lake-unreachable/lake").ensure_bucket(attempts=2, wait_s=0)
+
+
+def test_refused_credentials_name_the_lake(s3_lake_uri, monkeypatch):
+    """moto's server checks credentials once its no-auth allowance is 0: "testing" is then unknown."""
+    from moto import settings as moto_settings
+
+    lake = open_lake(s3_lake_uri)
+    monkeypatch.setattr(moto_settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
+    with pytest.raises(LakeError, match=r"refused \(InvalidAccessKeyId\)"):
+        lake.put("k.bin", b"x")
