@@ -60,3 +60,58 @@ bench: setup
 
 clean:
 	rm -rf $(DX7LAKE_HOME) dbt/target dbt/logs .pytest_cache
+
+# --- deploy: the docker-compose stack and AWS (Terraform) ---
+COMPOSE ?= docker compose
+CELERY ?=
+WORKERS ?= 2
+TF ?= terraform
+TF_DIR ?= terraform
+CHECKOV_VENV ?= .venv-checkov
+# every profile, so that down/logs reach the Celery and local-S3 services too
+ALL_PROFILES := COMPOSE_PROFILES=local-s3,celery
+comma := ,
+
+.PHONY: env up down logs tf-init tf-plan tf-apply tf-destroy checkov
+# the Terraform tests run checkov from its own venv (its pinned deps clash with Airflow's)
+test: $(CHECKOV_VENV)/bin/checkov
+
+env:
+	$(PYTHON) docker/make_env.py --file .env
+
+.env:
+	$(PYTHON) docker/make_env.py --file $@
+
+# make up [CELERY=1 WORKERS=3]: LocalExecutor by default, Redis + Celery workers on request
+up: .env
+	profiles=$$(sed -n 's/^COMPOSE_PROFILES=//p' .env); \
+	$(if $(CELERY),COMPOSE_PROFILES="$${profiles:+$$profiles$(comma)}celery" AIRFLOW_EXECUTOR=CeleryExecutor) \
+	$(COMPOSE) up -d --build $(if $(CELERY),--scale airflow-worker=$(WORKERS))
+
+# make down [VOLUMES=1 to delete the named volumes as well]
+down:
+	$(ALL_PROFILES) $(COMPOSE) down --remove-orphans $(if $(VOLUMES),--volumes)
+
+logs:
+	$(ALL_PROFILES) $(COMPOSE) logs --follow --tail=200
+
+tf-init:
+	$(TF) -chdir=$(TF_DIR) init
+
+tf-plan:
+	$(TF) -chdir=$(TF_DIR) plan -out=tfplan
+
+tf-apply:
+	$(TF) -chdir=$(TF_DIR) apply tfplan
+
+tf-destroy:
+	$(TF) -chdir=$(TF_DIR) destroy
+
+$(CHECKOV_VENV)/bin/checkov:
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov>=3.2,<4'
+
+checkov: $(CHECKOV_VENV)/bin/checkov
+	$(CHECKOV_VENV)/bin/checkov --directory $(TF_DIR) --framework terraform --skip-download --quiet --compact
+	$(CHECKOV_VENV)/bin/checkov --directory docker --framework dockerfile --skip-download --quiet --compact

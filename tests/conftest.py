@@ -112,3 +112,38 @@ def rendered_home(tmp_path_factory, pg_server, chorales):
         stages.render_partition(settings, p, "epiano,bell")
     stages.load_renders(settings)
     return settings
+
+
+@pytest.fixture(scope="session")
+def moto_s3():
+    """A real S3 protocol endpoint: moto's server mode over HTTP on loopback.
+
+    Yields its URL; tests reach it through an ``aws_default`` connection whose extra sets
+    ``endpoint_url``, as the docker-compose stack reaches its S3-compatible store.
+    """
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_lake_uri(moto_s3, monkeypatch) -> str:
+    """``s3://<fresh bucket>/lake`` on the moto server, with ``aws_default`` pointing at it."""
+    import json
+
+    from dx7lake.lake import s3_client
+
+    conn = {
+        "conn_type": "aws",
+        "login": "testing",
+        "password": "testing",
+        "extra": {"endpoint_url": moto_s3, "region_name": "us-east-1"},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(conn))
+    bucket = f"dx7lake-{uuid.uuid4().hex[:12]}"
+    s3_client().create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/lake"

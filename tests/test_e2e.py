@@ -1,7 +1,13 @@
-"""A real Airflow run of the whole DAG (dag.test) against the embedded Postgres."""
+"""A real Airflow run of the whole DAG (dag.test) against the embedded Postgres.
+
+The same test runs on each lake backend: a local folder, and an ``s3://`` lake on moto's
+server over HTTP reached through the ``aws_default`` connection.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 
 import psycopg
@@ -9,6 +15,14 @@ import pytest
 import soundfile as sf
 
 from conftest import REPO
+
+
+@pytest.fixture(params=["local", "s3"])
+def settings(request, settings):
+    """conftest's ``settings``, with the lake on the backend the parameter names."""
+    if request.param == "local":
+        return settings
+    return dataclasses.replace(settings, lake_uri=request.getfixturevalue("s3_lake_uri"))
 
 
 @pytest.mark.e2e
@@ -47,7 +61,7 @@ def test_dag_runs_end_to_end_and_reruns_idempotently(settings, airflow_db, monke
     assert raw == summary["notes"] > 0
     assert gold == summary["renders"]
 
-    info = sf.info(str(settings.home / "lake" / flacs[0]))
+    info = sf.info(io.BytesIO(lake.get(flacs[0])))
     assert (info.samplerate, info.channels, info.subtype) == (22050, 1, "PCM_16")
 
     # a second run finds everything done: same rows, no new objects

@@ -9,9 +9,12 @@ atomic by nature).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import os
 import tempfile
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,76 +112,127 @@ class LocalLake(Lake):
         self._path(key).unlink(missing_ok=True)
 
 
-class S3Lake(Lake):
-    """An S3 prefix, reached through the Airflow amazon provider's S3Hook when available.
+class LakeError(RuntimeError):
+    """The lake's store cannot be used as configured (missing bucket, refused access)."""
 
-    The hook reads the ``aws_default`` connection, whose extra may set ``endpoint_url``
-    for S3-compatible stores; outside Airflow a plain boto3 client honours
-    ``AWS_ENDPOINT_URL``.
+
+class S3Lake(Lake):
+    """An S3 prefix, reached through the Airflow amazon provider's S3Hook.
+
+    The hook reads the ``aws_default`` connection (``DX7LAKE_AWS_CONN_ID`` names another),
+    whose extra may set ``endpoint_url`` for S3-compatible stores (MinIO, SeaweedFS, Garage,
+    moto). Without such a connection the hook falls back to boto3's own chain: the usual AWS
+    variables, ``AWS_ENDPOINT_URL``, or an EC2 instance profile. A PUT is atomic, so a reader
+    sees a whole object or none; each carries its MD5 so the store rejects a body damaged
+    on the way rather than keeping it.
     """
 
     def __init__(self, uri: str, client=None) -> None:
         parsed = urlparse(uri)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise ValueError(f"not an s3://bucket[/prefix] URI: {uri!r}")
         self.uri = uri
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/")
+        if self.prefix:
+            _check_key(self.prefix)
         self._client = client
 
     @property
     def client(self):
         if self._client is None:
-            self._client = _s3_client()
+            self._client = s3_client()
         return self._client
 
     def _k(self, key: str) -> str:
         key = _check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def get(self, key: str) -> bytes:
-        try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._k(key))["Body"].read()
-        except self.client.exceptions.NoSuchKey:
-            raise KeyError(key) from None
-
-    def put(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self._k(key), Body=data)
-
-    def exists(self, key: str) -> bool:
+    def _call(self, operation: str, key: str, **kwargs):
+        """One S3 call; a missing bucket or refused access names the lake and the key."""
         from botocore.exceptions import ClientError
 
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self._k(key))
-            return True
+            return getattr(self.client, operation)(Bucket=self.bucket, **kwargs)
         except ClientError as err:
-            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
+            code = err.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise KeyError(key) from None
+            if code == "NoSuchBucket":
+                raise LakeError(f"lake {self.uri}: bucket {self.bucket!r} does not exist") from err
+            if code in ("AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                raise LakeError(f"lake {self.uri}: access to {key!r} refused ({code})") from err
             raise
 
+    def get(self, key: str) -> bytes:
+        return self._call("get_object", key, Key=self._k(key))["Body"].read()
+
+    def put(self, key: str, data: bytes) -> None:
+        md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+        self._call("put_object", key, Key=self._k(key), Body=data, ContentMD5=md5)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._call("head_object", key, Key=self._k(key))
+        except KeyError:
+            return False
+        return True
+
     def list(self, prefix: str = "") -> Iterator[str]:
-        full = self._k(prefix) if prefix else (f"{self.prefix}/" if self.prefix else "")
-        if prefix and prefix.endswith("/"):
-            full += "/"
-        strip = len(self.prefix) + 1 if self.prefix else 0
+        """Keys that start with ``prefix``, as :class:`LocalLake` lists them."""
+        if prefix:
+            _check_key(prefix.removesuffix("/"))
+        base = f"{self.prefix}/" if self.prefix else ""
         paginator = self.client.get_paginator("list_objects_v2")
         keys: list[str] = []
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
-            keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=base + prefix):
+                keys.extend(obj["Key"][len(base) :] for obj in page.get("Contents", []))
+        except self.client.exceptions.NoSuchBucket as err:
+            raise LakeError(f"lake {self.uri}: bucket {self.bucket!r} does not exist") from err
         return iter(sorted(keys))
 
     def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self._k(key))
+        self._call("delete_object", key, Key=self._k(key))
+
+    def ensure_bucket(self, attempts: int = 60, wait_s: float = 2.0) -> bool:
+        """Create the bucket unless it exists; True when it was created.
+
+        The docker-compose stack's init job calls this while its S3-compatible store may still
+        be starting, so an unreachable endpoint is retried; on AWS the bucket comes from
+        Terraform and this only checks that it is there.
+        """
+        from botocore.exceptions import EndpointConnectionError
+
+        for _ in range(attempts - 1):
+            try:
+                return self._create_bucket_if_missing()
+            except EndpointConnectionError:
+                time.sleep(wait_s)
+        return self._create_bucket_if_missing()
+
+    def _create_bucket_if_missing(self) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+            return False
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
+                raise
+        region = self.client.meta.region_name
+        if region in (None, "us-east-1"):
+            self.client.create_bucket(Bucket=self.bucket)
+        else:
+            self.client.create_bucket(Bucket=self.bucket, CreateBucketConfiguration={"LocationConstraint": region})
+        return True
 
 
-def _s3_client():
-    """boto3 S3 client: the Airflow ``aws_default`` connection if Airflow can give one."""
-    try:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+def s3_client():
+    """The boto3 S3 client of the Airflow connection ``DX7LAKE_AWS_CONN_ID`` (``aws_default``)."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-        return S3Hook(aws_conn_id=os.environ.get("DX7LAKE_AWS_CONN_ID", "aws_default")).get_conn()
-    except Exception:  # no Airflow connection configured: fall back to the environment
-        import boto3
-
-        return boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+    return S3Hook(aws_conn_id=os.environ.get("DX7LAKE_AWS_CONN_ID", "aws_default")).get_conn()
 
 
 def open_lake(uri: str) -> Lake:
