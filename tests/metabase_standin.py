@@ -34,8 +34,10 @@ def _need(cond: bool, message: str) -> None:
 
 
 class MetabaseStandIn:
-    def __init__(self, email: str = "admin@example.com", password: str = "secret"):
-        self.users = {email: password}
+    def __init__(self, email: str = "admin@example.com", password: str = "secret", fresh: bool = False):
+        # fresh: a new instance with no user yet, waiting for its first-run setup
+        self.users = {} if fresh else {email: password}
+        self.setup_token = str(uuid.uuid4()) if fresh else None
         self.sessions: set[str] = set()
         self.requests: list[tuple[str, str]] = []
         self.ids = itertools.count(1)
@@ -107,6 +109,10 @@ class MetabaseStandIn:
     def dispatch(self, method: str, path: str, query: dict, body, session: str | None):
         if (method, path) == ("POST", "/api/session"):
             return self.login(body)
+        if (method, path) == ("GET", "/api/session/properties"):
+            return HTTPStatus.OK, {"has-user-setup": bool(self.users), "setup-token": self.setup_token}
+        if (method, path) == ("POST", "/api/setup"):
+            return self.setup(body)
         if session not in self.sessions:
             raise Reject(HTTPStatus.UNAUTHORIZED, "Unauthenticated")
         routes = [
@@ -134,6 +140,18 @@ class MetabaseStandIn:
         raise Reject(HTTPStatus.NOT_FOUND, f"API endpoint does not exist: {method} {path}")
 
     # --- endpoints ---------------------------------------------------------------------
+
+    def setup(self, body):
+        _need(isinstance(body, dict) and isinstance(body.get("user"), dict), "user is required")
+        if self.users or body.get("token") != self.setup_token:
+            raise Reject(HTTPStatus.FORBIDDEN, "The /api/setup route can only be used to create the first user")
+        user = body["user"]
+        _need({"email", "password", "first_name"} <= set(user), "user needs email, password, first_name")
+        self.users[user["email"]] = user["password"]
+        self.setup_token = None
+        token = str(uuid.uuid4())
+        self.sessions.add(token)
+        return HTTPStatus.OK, {"id": token}
 
     def login(self, body):
         _need(isinstance(body, dict) and {"username", "password"} <= set(body), "username and password required")

@@ -135,3 +135,20 @@ def test_cli_provisions_from_the_environment(metabase, tmp_path, monkeypatch, ca
     assert main(["metabase", "provision", "--url", metabase.url, "--home", str(tmp_path)]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["cards"] == len(metabase.cards) and out["dashboards"] == len(metabase.dashboards)
+
+
+def test_a_fresh_metabase_gets_its_admin_then_dashboards(tmp_path, monkeypatch, capsys):
+    """docker-compose starts Metabase with no user: provisioning completes its setup first."""
+    from dx7lake.cli import main
+    from dx7lake.metabase_provision import ensure_admin
+
+    with MetabaseStandIn(fresh=True) as fresh:
+        monkeypatch.setenv("METABASE_USER", "admin@dx7lake.local")
+        monkeypatch.setenv("METABASE_PASSWORD", "pw-from-env")
+        monkeypatch.setenv("METABASE_WAREHOUSE_URL", WAREHOUSE)
+        assert main(["metabase", "provision", "--url", fresh.url, "--home", str(tmp_path)]) == 0
+        assert fresh.users == {"admin@dx7lake.local": "pw-from-env"}
+        assert fresh.cards and fresh.dashboards
+        # set up once: a second call leaves the instance alone
+        assert ensure_admin(fresh.url, "someone@else", "x") is False
+        assert ("POST", "/api/setup") in fresh.requests and fresh.requests.count(("POST", "/api/setup")) == 1

@@ -217,6 +217,33 @@ def provision(client: MetabaseClient, warehouse_url: str, spec_path=DEFAULT_SPEC
     return Provisioner(client, load_spec(spec_path)).run(database_details(warehouse_url))
 
 
+def ensure_admin(url: str, email: str, password: str) -> bool:
+    """Finish a fresh Metabase's first-run setup with this admin; True when it did.
+
+    A new Metabase (as docker-compose starts it) has no user: it publishes a one-time setup
+    token at ``GET /api/session/properties`` and takes the first admin at ``POST /api/setup``.
+    An instance that is already set up is left alone.
+    """
+    import requests
+
+    props = requests.get(f"{url}/api/session/properties", timeout=30)
+    if not props.ok:
+        raise MetabaseError(f"GET /api/session/properties -> {props.status_code}: {props.text[:500]}")
+    body = props.json()
+    if body.get("has-user-setup") or not body.get("setup-token"):
+        return False
+    payload = {
+        "token": body["setup-token"],
+        "user": {"email": email, "password": password, "first_name": "dx7lake", "last_name": "admin"},
+        "prefs": {"site_name": "dx7lake", "allow_tracking": False},
+    }
+    res = requests.post(f"{url}/api/setup", json=payload, timeout=60)
+    if not res.ok:
+        raise MetabaseError(f"POST /api/setup -> {res.status_code}: {res.text[:500]}")
+    log.info("Metabase at %s set up with admin %s", url, email)
+    return True
+
+
 def provision_from_env(settings: Settings, spec_path=DEFAULT_SPEC) -> dict:
     """Provision with ``METABASE_URL`` and its credentials from the environment.
 
@@ -229,12 +256,10 @@ def provision_from_env(settings: Settings, spec_path=DEFAULT_SPEC) -> dict:
     url = os.environ.get("METABASE_URL")
     if not url:
         raise MetabaseError("METABASE_URL is not set")
-    client = MetabaseClient(
-        url,
-        user=os.environ.get("METABASE_USER"),
-        password=os.environ.get("METABASE_PASSWORD"),
-        api_key=os.environ.get("METABASE_API_KEY"),
-    )
+    user, password = os.environ.get("METABASE_USER"), os.environ.get("METABASE_PASSWORD")
+    if user and password:
+        ensure_admin(url, user, password)
+    client = MetabaseClient(url, user=user, password=password, api_key=os.environ.get("METABASE_API_KEY"))
     result = provision(client, os.environ.get("METABASE_WAREHOUSE_URL") or warehouse_url(settings), spec_path)
     log.info("Metabase at %s provisioned: %s", url, result)
     return result
