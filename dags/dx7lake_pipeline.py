@@ -62,7 +62,7 @@ def dx7lake():
         """Runs once dbt built silver and its tests passed: publishes silver, plans gold."""
         from dx7lake import stages
 
-        return stages.plan_render(load_settings())
+        return stages.plan_render(load_settings(), get_current_context()["params"]["patches"])
 
     @task
     def render_partitions(plan: dict) -> list[int]:
@@ -74,7 +74,7 @@ def dx7lake():
 
         return stages.render_partition(load_settings(), render_p, patches, bpm, sample_rate)
 
-    @task
+    @task(trigger_rule="none_failed")  # runs when the plan left nothing to render too
     def load_renders(_rendered: list[dict]) -> dict:
         from dx7lake import stages
 
@@ -86,7 +86,7 @@ def dx7lake():
 
         return stages.run_validation(load_settings(), get_current_context()["params"]["patches"])
 
-    @task
+    @task(trigger_rule="none_failed")
     def summary(extracted: dict, loads: list[dict], plan: dict, renders: list[dict], gold: dict, checks: dict):
         from dx7lake import stages
 
