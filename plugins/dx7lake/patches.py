@@ -176,8 +176,8 @@ def choose_voices(spec: str | None, banks: list[Voice] | None = None) -> list[Vo
     banks = configured_banks() if banks is None else banks
     by_id = {v.patch_id: v for v in [*builtins, *banks]}
     by_name: dict[str, list[Voice]] = {}
-    for v in _distinct([*builtins, *banks]):
-        by_name.setdefault(v.name, []).append(v)
+    for v in [*builtins, *banks]:
+        by_name[v.name] = _distinct([*by_name.get(v.name, []), v])
     chosen: list[Voice] = []
     for token in (t.strip() for t in spec.split(",")):
         if not token:

@@ -1,0 +1,120 @@
+"""Rendering a partition into the lake: manifests last, reruns write nothing, pools agree."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import soundfile as sf
+
+from dx7lake.lake import LocalLake
+from dx7lake.patches import choose_voices
+from dx7lake.render import (
+    MANIFEST_SCHEMA,
+    GoldConflict,
+    RenderSpec,
+    content_fingerprint,
+    manifest_key,
+    pending_partitions,
+    render_partition,
+    render_row,
+)
+
+SPEC = RenderSpec()
+CONTRACT = {"content_hash", "patch_id", "key", "sha256", "bytes", "sample_rate", "duration_s", "peak", "rms", "bpm"}
+
+
+def contents(n: int, first: int = 0) -> list[tuple[str, list]]:
+    """n distinct small phrases with a stable hash each."""
+    out = []
+    for i in range(first, first + n):
+        notes = [(float(b), 1.0, 60 + 10 * (i % 5), 55 + (i * 7 + 3 * b) % 24) for b in range(4)]
+        out.append((f"{i:032x}", notes))
+    return out
+
+
+def stamps(lake: LocalLake) -> dict[str, int]:
+    return {k: (lake.root / k).stat().st_mtime_ns for k in lake.list()}
+
+
+def test_partition_writes_objects_and_contract_manifests_and_rerun_writes_nothing(tmp_path):
+    lake = LocalLake(tmp_path)
+    voices = choose_voices("epiano,sine")
+    first = render_partition(lake, 3, iter(contents(20)), voices, SPEC, workers=1)
+    assert (first["rendered"], first["manifests_written"], first["contents"]) == (40, 2, 20)
+    before = stamps(lake)
+    assert sum(k.endswith(".flac") for k in before) == 40
+
+    manifest = lake.read_parquet(manifest_key(voices[0].patch_id, 3))
+    assert manifest.schema.equals(MANIFEST_SCHEMA) and set(manifest.column_names) >= CONTRACT | {"notes", "patch_vced"}
+    row = manifest.slice(5, 1).to_pylist()[0]
+    flac = lake.get(row["key"])
+    assert render_row(row) == flac and len(flac) == row["bytes"]
+    audio, sr = sf.read(io.BytesIO(flac), dtype="int16")
+    assert sr == 22050 and len(audio) == SPEC.total_samples
+
+    again = render_partition(lake, 3, iter(contents(20)), voices, SPEC, workers=1)
+    assert (again["rendered"], again["manifests_written"], again["reused"]) == (0, 0, 40)
+    assert stamps(lake) == before
+
+
+def test_two_workers_write_exactly_what_one_worker_writes(tmp_path):
+    one, two = LocalLake(tmp_path / "one"), LocalLake(tmp_path / "two")
+    voices = choose_voices("bell,organ")
+    render_partition(one, 0, iter(contents(150)), voices, SPEC, workers=1, batch_size=16)
+    stats = render_partition(two, 0, iter(contents(150)), voices, SPEC, workers=2, batch_size=16)
+    assert stats["workers"] == 2 and stats["rendered"] == 300
+    assert list(one.list()) == list(two.list())
+    assert all(one.get(k) == two.get(k) for k in one.list())
+
+
+def test_a_task_killed_halfway_leaves_no_manifest_and_the_retry_reuses_its_objects(tmp_path):
+    lake = LocalLake(tmp_path)
+    voices = choose_voices("epiano")
+
+    def dies_after(n: int):
+        yield from contents(n)
+        raise KeyboardInterrupt("killed")
+
+    with pytest.raises(KeyboardInterrupt):
+        render_partition(lake, 1, dies_after(40), voices, SPEC, workers=1, batch_size=8)
+    assert not list(lake.list("gold/manifests/"))
+    written = sum(k.endswith(".flac") for k in lake.list())
+    assert written >= 32
+
+    retry = render_partition(lake, 1, iter(contents(60)), voices, SPEC, workers=1, batch_size=8)
+    assert (retry["reused"], retry["rendered"]) == (written, 60 - written)
+    assert lake.read_parquet(manifest_key(voices[0].patch_id, 1)).num_rows == 60
+
+
+def test_new_contents_in_a_partition_render_only_the_new_ones(tmp_path):
+    lake = LocalLake(tmp_path)
+    voices = choose_voices("sine")
+    render_partition(lake, 2, iter(contents(10)), voices, SPEC, workers=1)
+    more = render_partition(lake, 2, iter(contents(15)), voices, SPEC, workers=1)
+    assert (more["rendered"], more["reused"], more["manifests_written"]) == (5, 10, 1)
+    table = lake.read_parquet(manifest_key(voices[0].patch_id, 2))
+    assert sorted(table.column("content_hash").to_pylist()) == [h for h, _ in contents(15)]
+
+
+def test_a_gold_object_from_other_settings_is_a_conflict_not_an_overwrite(tmp_path):
+    lake = LocalLake(tmp_path)
+    voices = choose_voices("sine")
+    render_partition(lake, 0, iter(contents(4)), voices, SPEC, workers=1)
+    with pytest.raises(GoldConflict, match="rendered with"):
+        render_partition(lake, 0, iter(contents(4)), voices, RenderSpec(bpm=90.0), workers=1)
+    lake.delete(manifest_key(voices[0].patch_id, 0))
+    with pytest.raises(GoldConflict, match="holds a different render"):
+        render_partition(lake, 0, iter(contents(4)), voices, RenderSpec(bpm=90.0), workers=1)
+
+
+def test_pending_partitions_are_those_whose_manifests_do_not_match_silver(tmp_path):
+    lake = LocalLake(tmp_path)
+    voices = choose_voices("epiano,sine")
+    parts = {0: contents(5), 1: contents(5, first=100), 2: contents(3, first=200)}
+    render_partition(lake, 0, iter(parts[0]), voices, SPEC, workers=1)
+    render_partition(lake, 1, iter(parts[1]), voices[:1], SPEC, workers=1)  # second voice missing
+    fingerprints = {p: content_fingerprint(h for h, _ in c) for p, c in parts.items()}
+    assert pending_partitions(lake, fingerprints, voices) == [1, 2]
+    fingerprints[0] = content_fingerprint(h for h, _ in contents(6))  # silver grew
+    assert pending_partitions(lake, fingerprints, voices) == [0, 1, 2]
