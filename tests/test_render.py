@@ -38,7 +38,8 @@ def test_phrase_is_mono_16bit_flac_of_exact_length():
     assert row["duration_s"] == 2.5 and row["key"] == f"gold/renders/{voice('epiano').patch_id}/ab/{'ab' * 16}.flac"
     assert row["peak"] == np.abs(audio.astype(float)).max() / 32768
     assert row["rms"] == pytest.approx(np.sqrt(np.mean((audio / 32768.0) ** 2)), rel=1e-12)
-    assert len(row["patch_vced"]) == 156 and row["notes"][2] == {"start": 2.0, "duration": 2.0, "velocity": 80, "pitch": 67}
+    assert len(row["patch_vced"]) == 156
+    assert row["notes"][2] == {"start": 2.0, "duration": 2.0, "velocity": 80, "pitch": 67}
 
 
 @pytest.mark.parametrize("bpm", [90.0, 120.0, 150.0])
@@ -87,7 +88,7 @@ def test_a_note_at_beat_k_starts_at_its_sample(beat):
 @pytest.mark.parametrize("pitch", [57, 69, 76])
 def test_a_sine_voice_sounds_at_the_note_frequency(pitch):
     audio, sr = decode(PhraseRenderer(SPEC).render(voice("sine"), "56" * 16, [(0.0, 4.0, 100, pitch)])[0])
-    window = audio[2000:2000 + 32768].astype(float) * np.hanning(32768)
+    window = audio[2000 : 2000 + 32768].astype(float) * np.hanning(32768)
     spectrum = np.abs(np.fft.rfft(window))
     peak_hz = np.argmax(spectrum) * sr / 32768
     expected = 440.0 * 2 ** ((pitch - 69) / 12)
@@ -131,7 +132,7 @@ def test_vst3_path_errors_are_clear(tmp_path):
     with pytest.raises(Vst3Error, match="no such file"):
         load_vst3(str(tmp_path / "Dexed.vst3"))
     (tmp_path / "Dexed.so").write_bytes(b"\x7fELF")
-    with pytest.raises(Vst3Error, match="not a .vst3"):
+    with pytest.raises(Vst3Error, match=r"not a \.vst3"):
         load_vst3(str(tmp_path / "Dexed.so"))
     fake = tmp_path / "Fake.vst3"
     (fake / "Contents").mkdir(parents=True)
