@@ -68,7 +68,7 @@ def dx7lake():
     def render_partitions(plan: dict) -> list[int]:
         return plan["partitions"]
 
-    @task(outlets=[GOLD], max_active_tis_per_dag=2)
+    @task(outlets=[GOLD], max_active_tis_per_dag=1)  # each task already runs a process per core
     def render(render_p: int, patches: str, bpm: float, sample_rate: int) -> dict:
         from dx7lake import stages
 

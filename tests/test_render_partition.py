@@ -118,3 +118,43 @@ def test_pending_partitions_are_those_whose_manifests_do_not_match_silver(tmp_pa
     assert pending_partitions(lake, fingerprints, voices) == [1, 2]
     fingerprints[0] = content_fingerprint(h for h, _ in contents(6))  # silver grew
     assert pending_partitions(lake, fingerprints, voices) == [0, 1, 2]
+
+
+KILLED_RENDER = """
+import sys
+from dx7lake.lake import LocalLake
+from dx7lake.patches import choose_voices
+from dx7lake.render import RenderSpec, render_partition
+sys.path.insert(0, {tests!r})
+from test_render_partition import contents
+render_partition(LocalLake({root!r}), 4, iter(contents(3000)), choose_voices("epiano"), RenderSpec(), workers=2)
+"""
+
+
+def test_a_render_killed_with_sigkill_leaves_no_manifest(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = tmp_path / "lake"
+    script = KILLED_RENDER.format(tests=str(Path(__file__).parent), root=str(root))
+    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if root.exists() and sum(1 for _ in root.rglob("*.flac")) >= 8:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the render finished before it could be killed"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the task and its pool workers
+        proc.wait()
+    lake = LocalLake(root)
+    assert not list(lake.list("gold/manifests/"))
+    done = [int(k.rsplit("/", 1)[-1].removesuffix(".flac"), 16) for k in lake.list() if k.endswith(".flac")]
+    n = max(done) + 11
+    retry = render_partition(lake, 4, iter(contents(n)), choose_voices("epiano"), SPEC, workers=1)
+    assert (retry["reused"], retry["rendered"]) == (len(done), n - len(done))

@@ -18,6 +18,7 @@ import os
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from dexed import Patch
@@ -28,7 +29,7 @@ class Voice:
     name: str
     vced: bytes  # 156-byte unpacked DX7 voice
 
-    @property
+    @cached_property
     def patch_id(self) -> str:
         return patch_id_of(self.vced)
 

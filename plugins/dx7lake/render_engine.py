@@ -121,15 +121,16 @@ class DexedEngine:
 
     def phrase(self, voice: Voice, notes: Sequence[Note]) -> np.ndarray:
         """The float mix (engine units), in a buffer reused by the next call."""
-        spec = self.spec
-        total = spec.total_samples
+        total = self.spec.total_samples
+        per_beat = self.spec.samples_per_beat  # inlined RenderSpec.samples: this loop is the hot path
+        note = self.notes.note
         buf = self._buf
         buf.fill(0.0)
         for start, duration, velocity, pitch in notes:
-            onset = spec.samples(start)
+            onset = round(start * per_beat)
             if onset >= total:
                 continue
-            audio = self.notes.note(voice, pitch, velocity, spec.samples(duration))
+            audio = note(voice, pitch, velocity, round(duration * per_beat))
             n = min(len(audio), total - onset)
             buf[onset : onset + n] += audio[:n]
         return buf

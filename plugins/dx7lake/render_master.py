@@ -56,12 +56,14 @@ class Master:
             mix[:] = self.effects.process(mix)
         if len(self._ramp):
             mix[-len(self._ramp) :] *= self._ramp
-        raw_peak = max(float(mix.max()), -float(mix.min())) if len(mix) else 0.0
-        gain = staged_gain(raw_peak)
-        np.multiply(mix, gain * FULL_SCALE, out=mix)
+        high, low = (float(mix.max()), float(mix.min())) if len(mix) else (0.0, 0.0)
+        gain = staged_gain(max(high, -low))
+        scale = gain * FULL_SCALE
+        np.multiply(mix, scale, out=mix)
         np.rint(mix, out=mix)
         pcm = mix.astype(np.int16)
-        peak = max(float(mix.max()), -float(mix.min())) / 32768.0 if len(mix) else 0.0
+        # rint(x * scale) is monotonic in x: the quantised extremes are those of the mix
+        peak = max(float(np.rint(high * scale)), -float(np.rint(low * scale))) / 32768.0
         # squares of integers sum exactly in float64; np.dot would go through BLAS threads
         squares = np.square(mix, out=self._squares[: len(mix)])
         rms = math.sqrt(float(squares.sum()) / len(mix)) / 32768.0 if len(mix) else 0.0
