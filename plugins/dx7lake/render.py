@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import resource
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -175,7 +176,9 @@ def _render_batch(batch: Batch) -> tuple[list[dict], int, int, dict]:
             written += 1
         rows.append(row)
     after = renderer.engine.stats()
-    return rows, written, reused, {k: after[k] - before[k] for k in after}
+    stats = {k: after[k] - before[k] for k in after}
+    stats["peak_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rows, written, reused, stats
 
 
 # --- partitions ---
@@ -275,7 +278,7 @@ def render_partition(
                 if todo:
                     yield Batch(voice, todo)
 
-    written = reused = kept = calls = hits = manifests = 0
+    written = reused = kept = calls = hits = manifests = rss = 0
     with ExitStack() as files:
         writers = {v.patch_id: ManifestWriter(files.enter_context(tempfile.TemporaryFile())) for v in voices}
         initargs = (lake.uri, spec, vst3_path, memo_bytes)
@@ -283,6 +286,7 @@ def render_partition(
             writers[rows[0]["patch_id"]].add_rows(rows)
             written, reused = written + w, reused + r
             calls, hits = calls + stats["engine_calls"], hits + stats["memo_hits"]
+            rss = max(rss, stats["peak_rss_kib"])
         for voice in voices:  # every object is in gold: now the manifests, last
             writer = writers[voice.patch_id]
             if voice.patch_id in done:
@@ -304,6 +308,7 @@ def render_partition(
         "workers": workers,
         "seconds": round(time.perf_counter() - started, 3),
         "memo_hit_rate": round(hits / (hits + calls), 4) if calls + hits else 0.0,
+        "worker_peak_rss_mib": round(rss / 1024, 1),
     }
 
 

@@ -9,6 +9,7 @@ so what a task writes does not depend on scheduling, and at most ``in_flight`` j
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 from collections import deque
@@ -17,6 +18,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
 WORKERS_ENV = "DX7LAKE_RENDER_WORKERS"
+
+log = logging.getLogger(__name__)
 
 
 def worker_count(configured: int | str | None = None) -> int:
@@ -39,7 +42,14 @@ def ordered_map(
     initargs: tuple = (),
     in_flight: int | None = None,
 ) -> Iterator[Any]:
-    """``fn`` over ``jobs`` in worker processes (in this one when ``workers`` is 1), in order."""
+    """``fn`` over ``jobs`` in worker processes (in this one when ``workers`` is 1), in order.
+
+    A daemonic process (a Celery prefork child, say) may not start children: it runs the
+    jobs itself and says so.
+    """
+    if workers > 1 and multiprocessing.current_process().daemon:
+        log.warning("daemonic process: rendering in-process instead of %d workers", workers)
+        workers = 1
     if workers <= 1:
         initializer(*initargs)
         for job in jobs:
