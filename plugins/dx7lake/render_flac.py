@@ -3,9 +3,11 @@
 Why not soundfile: profiling the render path showed FLAC encoding as its largest cost,
 and a good part of that was libFLAC's MD5 of the samples plus libsndfile's Python I/O
 callbacks. Here one encoder call takes the whole phrase in 2,048-sample blocks (the
-fastest size measured here), and the STREAMINFO MD5 is left unset, which the FLAC format
-allows ("0 means unknown"): every gold object is already covered by the sha256 in its
-manifest row. Decoders (soundfile, ffmpeg) read it as any FLAC.
+fastest size measured here), and the stream is written once, front to back: STREAMINFO
+carries the exact sample count (given up front), while its MD5 and min/max frame sizes
+are left unset, which the FLAC format allows ("0 means unknown"). Every gold object is
+covered by the sha256 in its manifest row instead. Decoders (soundfile, ffmpeg) read it
+as any FLAC.
 """
 
 from __future__ import annotations
@@ -22,8 +24,6 @@ LIBFLAC_NAMES = ("libFLAC.so.12", "libFLAC.so.14", "libFLAC.so.8")
 _WRITE = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_void_p
 )
-_SEEK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p)
-_TELL = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint64), ctypes.c_void_p)
 
 
 @cache
@@ -51,7 +51,8 @@ def libflac() -> ctypes.CDLL:
     ):
         fn = getattr(lib, f"FLAC__stream_encoder_set_{name}")
         fn.argtypes, fn.restype = [enc, arg], ctypes.c_int
-    lib.FLAC__stream_encoder_init_stream.argtypes = [enc, _WRITE, _SEEK, _TELL, ctypes.c_void_p, ctypes.c_void_p]
+    null = ctypes.c_void_p  # the seek, tell and metadata callbacks are passed as NULL
+    lib.FLAC__stream_encoder_init_stream.argtypes = [enc, _WRITE, null, null, null, ctypes.c_void_p]
     lib.FLAC__stream_encoder_process_interleaved.argtypes = [enc, ctypes.c_void_p, ctypes.c_uint32]
     lib.FLAC__stream_encoder_process_interleaved.restype = ctypes.c_int
     lib.FLAC__stream_encoder_finish.argtypes = [enc]
@@ -69,32 +70,17 @@ class FlacEncoder:
         self.sample_rate = sample_rate
         self.level = level
         self._lib = libflac()
-        self._out = bytearray()
-        self._pos = 0
-        # ctypes callbacks must outlive every encoder that may call them
-        self._write = _WRITE(self._on_write)
-        self._seek = _SEEK(self._on_seek)
-        self._tell = _TELL(self._on_tell)
+        self._chunks: list[bytes] = []
+        self._write = _WRITE(self._on_write)  # must outlive every encoder that may call it
 
     def _on_write(self, _enc, data, size, _samples, _frame, _client) -> int:
-        end = self._pos + size
-        self._out[self._pos : end] = ctypes.string_at(data, size)
-        self._pos = end
-        return 0
-
-    def _on_seek(self, _enc, offset, _client) -> int:  # libFLAC rewrites STREAMINFO at the end
-        self._pos = offset
-        return 0
-
-    def _on_tell(self, _enc, offset_ptr, _client) -> int:
-        offset_ptr[0] = self._pos
+        self._chunks.append(ctypes.string_at(data, size))
         return 0
 
     def encode(self, pcm: np.ndarray) -> bytes:
         lib = self._lib
         samples = np.ascontiguousarray(pcm, dtype=np.int32)
-        self._out = bytearray()
-        self._pos = 0
+        self._chunks = []
         enc = lib.FLAC__stream_encoder_new()
         if not enc:
             raise MemoryError("libFLAC could not allocate an encoder")
@@ -106,7 +92,7 @@ class FlacEncoder:
             lib.FLAC__stream_encoder_set_blocksize(enc, BLOCK_SIZE)
             lib.FLAC__stream_encoder_set_do_md5(enc, 0)
             lib.FLAC__stream_encoder_set_total_samples_estimate(enc, len(samples))
-            status = lib.FLAC__stream_encoder_init_stream(enc, self._write, self._seek, self._tell, None, None)
+            status = lib.FLAC__stream_encoder_init_stream(enc, self._write, None, None, None, None)
             if status != 0:
                 raise RuntimeError(f"libFLAC encoder init failed (status {status})")
             if len(samples) and not lib.FLAC__stream_encoder_process_interleaved(
@@ -117,4 +103,4 @@ class FlacEncoder:
                 raise RuntimeError("libFLAC failed to finish the stream")
         finally:
             lib.FLAC__stream_encoder_delete(enc)
-        return bytes(self._out)
+        return b"".join(self._chunks)

@@ -25,7 +25,7 @@ FULL_SCALE = 32767.0
 
 @dataclass(frozen=True)
 class Mastered:
-    pcm: np.ndarray  # int16 mono
+    pcm: np.ndarray  # mono 16-bit samples, held as int32 (what libFLAC takes)
     flac: bytes
     gain: float
     peak: float  # of the quantised samples, full scale = 1.0
@@ -61,7 +61,7 @@ class Master:
         scale = gain * FULL_SCALE
         np.multiply(mix, scale, out=mix)
         np.rint(mix, out=mix)
-        pcm = mix.astype(np.int16)
+        pcm = mix.astype(np.int32)
         # rint(x * scale) is monotonic in x: the quantised extremes are those of the mix
         peak = max(float(np.rint(high * scale)), -float(np.rint(low * scale))) / 32768.0
         # squares of integers sum exactly in float64; np.dot would go through BLAS threads
