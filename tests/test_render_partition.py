@@ -158,3 +158,33 @@ def test_a_render_killed_with_sigkill_leaves_no_manifest(tmp_path):
     n = max(done) + 11
     retry = render_partition(lake, 4, iter(contents(n)), choose_voices("epiano"), SPEC, workers=1)
     assert (retry["reused"], retry["rendered"]) == (len(done), n - len(done))
+
+
+def test_a_partition_renders_into_s3_through_the_task_process_client(monkeypatch):
+    """Real S3 protocol (moto in server mode); pool workers never open a lake of their own."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from dx7lake.lake import S3Lake
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    server = ThreadedMotoServer(port=0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        client = boto3.client("s3", endpoint_url=f"http://{host}:{port}")
+        client.create_bucket(Bucket="gold")
+        lake = S3Lake("s3://gold/run1", client=client)
+        voices = choose_voices("epiano")
+        first = render_partition(lake, 5, iter(contents(30)), voices, SPEC, workers=2, batch_size=8)
+        assert (first["rendered"], first["manifests_written"]) == (30, 1)
+        keys = [o["Key"] for o in client.list_objects_v2(Bucket="gold", Prefix="run1/gold/")["Contents"]]
+        assert len(keys) == 31 and f"run1/{manifest_key(voices[0].patch_id, 5)}" in keys
+        row = lake.read_parquet(manifest_key(voices[0].patch_id, 5)).slice(0, 1).to_pylist()[0]
+        assert render_row(row) == lake.get(row["key"])
+        again = render_partition(lake, 5, iter(contents(30)), voices, SPEC, workers=2)
+        assert (again["rendered"], again["manifests_written"]) == (0, 0)
+    finally:
+        server.stop()

@@ -7,8 +7,10 @@ notes, the 156-byte voice, the tempo, sample rate, effects and FLAC level.
 
 Gold objects are content-addressed (``gold/renders/<patch>/<hh>/<content_hash>.flac``)
 and a partition's manifests are written last, so a killed task leaves no manifest and a
-rerun skips every object that already exists. A partition's work is spread over a process
-pool (render_pool) in batches, with a bounded number in flight.
+rerun skips every object that already exists. A partition's rendering is spread over a
+process pool (render_pool) in batches, with a bounded number in flight; the objects are
+stored by threads of the task process itself, through its own lake client (an S3 lake's
+Airflow connection is only reachable from the task process, not from pool workers).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import os
 import resource
 import tempfile
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from itertools import islice
@@ -28,19 +32,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .lake import Lake, open_lake
+from .lake import Lake
 from .patches import Voice
 from .render_engine import DEFAULT_MEMO_BYTES, DexedEngine, Note, RenderSpec
 from .render_master import Master
 from .render_pool import ordered_map, worker_count
 from .render_vst3 import VST3_ENV, Vst3Engine
 
-__all__ = ["GOLD_MANIFESTS", "GOLD_RENDERS", "MANIFEST_SCHEMA", "Note", "RenderSpec"]
-
 GOLD_RENDERS = "gold/renders"
 GOLD_MANIFESTS = "gold/manifests"
 EFFECTS_ENV = "DX7LAKE_EFFECTS"
 BATCH = 64  # phrases per pool job: large enough to amortise IPC, small enough to bound memory
+STORE_THREADS = 8  # concurrent lake writes (S3 PUTs wait on the network, not the CPU)
 ROW_GROUP = 4096
 
 NOTE_STRUCT = pa.struct(
@@ -141,13 +144,13 @@ def render_row(row: dict, vst3_path: str | None = None) -> bytes:
     return flac
 
 
-# --- pool workers: one renderer (engine, memo, effects) and one lake client per process ---
+# --- pool workers: one renderer (engine, memo, effects) per process ---
 
 _worker: dict = {}
 
 
-def _init_worker(lake_uri: str, spec: RenderSpec, vst3_path: str | None, memo_bytes: int) -> None:
-    _worker.update(lake=open_lake(lake_uri), renderer=PhraseRenderer(spec, vst3_path, memo_bytes=memo_bytes))
+def _init_worker(spec: RenderSpec, vst3_path: str | None, memo_bytes: int) -> None:
+    _worker["renderer"] = PhraseRenderer(spec, vst3_path, memo_bytes=memo_bytes)
 
 
 @dataclass
@@ -156,29 +159,29 @@ class Batch:
     items: list[tuple[str, Sequence[Note]]]
 
 
-def _render_batch(batch: Batch) -> tuple[list[dict], int, int, dict]:
-    """Render a batch, write the objects gold lacks; an object already there must match."""
-    lake: Lake = _worker["lake"]
+def _render_batch(batch: Batch) -> tuple[list[tuple[bytes, dict]], dict]:
+    """FLACs and rows of a batch, with the engine counts and this worker's peak RSS."""
     renderer: PhraseRenderer = _worker["renderer"]
-    rows, written, reused = [], 0, 0
     before = renderer.engine.stats()
-    for content_hash, notes in batch.items:
-        flac, row = renderer.render(batch.voice, content_hash, notes)
-        if lake.exists(row["key"]):  # written by an earlier attempt that died before its manifest
-            if hashlib.sha256(lake.get(row["key"])).hexdigest() != row["sha256"]:
-                raise GoldConflict(
-                    f"{row['key']} holds a different render: gold keys do not carry the tempo, sample rate "
-                    "or effects, so render other settings into another lake"
-                )
-            reused += 1
-        else:
-            lake.put(row["key"], flac)
-            written += 1
-        rows.append(row)
+    renders = [renderer.render(batch.voice, content_hash, notes) for content_hash, notes in batch.items]
     after = renderer.engine.stats()
     stats = {k: after[k] - before[k] for k in after}
     stats["peak_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rows, written, reused, stats
+    return renders, stats
+
+
+def _store(lake: Lake, flac: bytes, row: dict) -> bool:
+    """Put one object unless it exists (from an attempt that died before its manifest),
+    in which case it must be the same render. True when written."""
+    if not lake.exists(row["key"]):
+        lake.put(row["key"], flac)
+        return True
+    if hashlib.sha256(lake.get(row["key"])).hexdigest() != row["sha256"]:
+        raise GoldConflict(
+            f"{row['key']} holds a different render: gold keys do not carry the tempo, sample rate "
+            "or effects, so render other settings into another lake"
+        )
+    return False
 
 
 # --- partitions ---
@@ -279,14 +282,21 @@ def render_partition(
                     yield Batch(voice, todo)
 
     written = reused = kept = calls = hits = manifests = rss = 0
-    with ExitStack() as files:
-        writers = {v.patch_id: ManifestWriter(files.enter_context(tempfile.TemporaryFile())) for v in voices}
-        initargs = (lake.uri, spec, vst3_path, memo_bytes)
-        for rows, w, r, stats in ordered_map(_render_batch, jobs(), workers, _init_worker, initargs):
-            writers[rows[0]["patch_id"]].add_rows(rows)
-            written, reused = written + w, reused + r
+    with ExitStack() as stack:
+        writers = {v.patch_id: ManifestWriter(stack.enter_context(tempfile.TemporaryFile())) for v in voices}
+        storing = stack.enter_context(ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="gold-store"))
+        stored: deque[Future] = deque()
+        initargs = (spec, vst3_path, memo_bytes)
+        for renders, stats in ordered_map(_render_batch, jobs(), workers, _init_worker, initargs):
+            writers[renders[0][1]["patch_id"]].add_rows([row for _, row in renders])
+            stored.extend(storing.submit(_store, lake, flac, row) for flac, row in renders)
+            while len(stored) > 16 * STORE_THREADS:  # bound the FLAC bytes waiting to be stored
+                written += stored.popleft().result()
             calls, hits = calls + stats["engine_calls"], hits + stats["memo_hits"]
             rss = max(rss, stats["peak_rss_kib"])
+        while stored:
+            written += stored.popleft().result()
+        reused = sum(w.count for w in writers.values()) - written
         for voice in voices:  # every object is in gold: now the manifests, last
             writer = writers[voice.patch_id]
             if voice.patch_id in done:
