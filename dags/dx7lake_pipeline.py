@@ -27,7 +27,7 @@ GOLD = Asset("dx7lake_gold")
     tags=["dx7lake"],
     params={
         "source": Param(None, type=["null", "string"], description="MIDI folder or URI (default: the landing folder)"),
-        "patches": Param("epiano,bell", type="string", description="comma list of built-in voices or patch ids"),
+        "patches": Param("epiano,bell", type="string", description="voice names, patch ids, random:K[:SEED]"),
         "bpm": Param(120.0, type="number", minimum=20, maximum=400),
         "sample_rate": Param(22050, type="integer", enum=[16000, 22050, 44100, 48000]),
     },
