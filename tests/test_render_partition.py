@@ -61,9 +61,9 @@ def test_partition_writes_objects_and_contract_manifests_and_rerun_writes_nothin
 def test_two_workers_write_exactly_what_one_worker_writes(tmp_path):
     one, two = LocalLake(tmp_path / "one"), LocalLake(tmp_path / "two")
     voices = choose_voices("bell,organ")
-    render_partition(one, 0, iter(contents(150)), voices, SPEC, workers=1, batch_size=16)
-    stats = render_partition(two, 0, iter(contents(150)), voices, SPEC, workers=2, batch_size=16)
-    assert stats["workers"] == 2 and stats["rendered"] == 300
+    render_partition(one, 0, iter(contents(48)), voices, SPEC, workers=1, batch_size=8)
+    stats = render_partition(two, 0, iter(contents(48)), voices, SPEC, workers=2, batch_size=8)
+    assert stats["workers"] == 2 and stats["rendered"] == 96
     assert list(one.list()) == list(two.list())
     assert all(one.get(k) == two.get(k) for k in one.list())
 
