@@ -49,3 +49,8 @@ def test_a_daemonic_process_runs_the_jobs_itself():
     pids = queue.get(timeout=60)
     proc.join()
     assert set(pids) == {proc.pid}
+
+
+def test_a_single_job_runs_in_this_process():
+    (out,) = ordered_map(_job, [7], workers=2, initializer=_init, initargs=(0,))
+    assert out == (7, os.getpid())

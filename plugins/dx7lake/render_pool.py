@@ -15,6 +15,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from itertools import chain, islice
 from typing import Any
 
 WORKERS_ENV = "DX7LAKE_RENDER_WORKERS"
@@ -44,24 +45,28 @@ def ordered_map(
 ) -> Iterator[Any]:
     """``fn`` over ``jobs`` in worker processes (in this one when ``workers`` is 1), in order.
 
-    A daemonic process (a Celery prefork child, say) may not start children: it runs the
-    jobs itself and says so.
+    A single job also runs here (starting a pool costs more than it saves), and so does
+    everything in a daemonic process (a Celery prefork child, say), which may not start
+    children; it says so.
     """
+    jobs = iter(jobs)
+    head = list(islice(jobs, 2))
     if workers > 1 and multiprocessing.current_process().daemon:
         log.warning("daemonic process: rendering in-process instead of %d workers", workers)
         workers = 1
-    if workers <= 1:
+    if workers <= 1 or len(head) < 2:
         initializer(*initargs)
-        for job in jobs:
+        for job in chain(head, jobs):
             yield fn(job)
         return
     limit = in_flight or 2 * workers
-    pool = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("forkserver"), initializer=initializer, initargs=initargs
-    )
+    context = multiprocessing.get_context("forkserver")
+    # the server imports the worker's module once; every later worker forks from it warm
+    context.set_forkserver_preload([fn.__module__])
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=initializer, initargs=initargs)
     pending: deque[Future] = deque()
     try:
-        for job in jobs:
+        for job in chain(head, jobs):
             pending.append(pool.submit(fn, job))
             if len(pending) >= limit:
                 yield pending.popleft().result()
