@@ -37,7 +37,7 @@ def _mark_run_failed(context) -> None:
     default_args={"on_failure_callback": _mark_run_failed},
     params={
         "source": Param(None, type=["null", "string"], description="MIDI folder or URI (default: the landing folder)"),
-        "patches": Param("epiano,bell", type="string", description="comma list of built-in voices or patch ids"),
+        "patches": Param("epiano,bell", type="string", description="voice names, patch ids, random:K[:SEED]"),
         "bpm": Param(120.0, type="number", minimum=20, maximum=400),
         "sample_rate": Param(22050, type="integer", enum=[16000, 22050, 44100, 48000]),
     },
@@ -75,14 +75,15 @@ def dx7lake():
         """Runs once dbt built silver and its tests passed: publishes silver, plans gold."""
         from dx7lake import stages
 
-        settings = load_settings()
-        return stages.record(settings, get_current_context()["run_id"], "plan_render", stages.plan_render(settings))
+        context, settings = get_current_context(), load_settings()
+        plan = stages.plan_render(settings, context["params"]["patches"])
+        return stages.record(settings, context["run_id"], "plan_render", plan)
 
     @task
     def render_partitions(plan: dict) -> list[int]:
         return plan["partitions"]
 
-    @task(outlets=[GOLD], max_active_tis_per_dag=2)
+    @task(outlets=[GOLD], max_active_tis_per_dag=1)  # each task already runs a process per core
     def render(render_p: int, patches: str, bpm: float, sample_rate: int) -> dict:
         from dx7lake import stages
 
@@ -90,7 +91,7 @@ def dx7lake():
         result = stages.render_partition(settings, render_p, patches, bpm, sample_rate)
         return stages.record_render(settings, get_current_context()["run_id"], result, bpm, sample_rate)
 
-    @task
+    @task(trigger_rule="none_failed")  # runs when the plan left nothing to render too
     def load_renders(_rendered: list[dict]) -> dict:
         from dx7lake import stages
 
@@ -121,7 +122,7 @@ def dx7lake():
             raise AirflowSkipException("METABASE_URL is not set")
         return stages.provision_metabase(load_settings())
 
-    @task
+    @task(trigger_rule="none_failed")
     def summary(extracted: dict, loads: list[dict], plan: dict, renders: list[dict], gold: dict, checks: dict):
         from dx7lake import stages
 

@@ -74,7 +74,7 @@ def cmd_dbt(args) -> int:
 
 def cmd_render(args) -> int:
     settings = _settings(args)
-    plan = stages.plan_render(settings)
+    plan = stages.plan_render(settings, args.patches)
     results = [
         stages.render_partition(settings, p, args.patches, args.bpm, args.sample_rate) for p in plan["partitions"]
     ]

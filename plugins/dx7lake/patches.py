@@ -3,13 +3,22 @@
 No factory ROM data ships with dx7lake: the built-in voices are written here with the
 dexed-py Patch API. A voice is identified everywhere by its ``patch_id``, a hash of its
 156-byte unpacked (VCED) form, so the same sound always lands under the same gold keys.
+
+Voices are chosen by a comma list (the DAG's ``patches`` param, the CLI's ``--patches``):
+built-in names, voice names or patch ids, and ``random:K`` or ``random:K:SEED`` for K
+seeded picks from the banks. Banks are the ``.syx`` files (or folders of them) listed in
+``DX7LAKE_SYX`` (separated by ``os.pathsep``); without banks, random picks come from the
+built-ins.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import os
+import random
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from dexed import Patch
@@ -20,7 +29,7 @@ class Voice:
     name: str
     vced: bytes  # 156-byte unpacked DX7 voice
 
-    @property
+    @cached_property
     def patch_id(self) -> str:
         return patch_id_of(self.vced)
 
@@ -98,26 +107,97 @@ def builtin_voices() -> list[Voice]:
     return [Voice(name, factory().to_sysex()) for name, factory in BUILTIN.items()]
 
 
+SYX_ENV = "DX7LAKE_SYX"
+BANK_BYTES = 4104  # F0 43 0n 09 20 00, 32 packed voices of 128 bytes, checksum, F7
+VOICE_HEADER = bytes([0xF0, 0x43])  # then 0n 00 01 1B, 155 voice bytes, checksum, F7
+
+
 def load_syx(path: str | Path) -> list[Voice]:
     """Voices of a 32-voice bulk dump or a single-voice (VCED) sysex file."""
-    data = Path(path).read_bytes()
-    if len(data) >= 4104:
-        return [Voice(p.name.strip() or f"voice{i}", p.to_sysex()) for i, p in enumerate(Patch.load_bank(str(path)))]
-    body = data[6:-2] if data[:1] == b"\xf0" else data
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read DX7 sysex: {err.strerror}") from err
+    if len(data) >= BANK_BYTES - 8:  # a bulk dump, or its bare 4,096-byte payload
+        try:
+            patches = Patch.load_bank(str(path))
+        except Exception as err:
+            raise ValueError(f"{path}: not a DX7 32-voice bank: {err}") from err
+        return [Voice(p.name.strip() or f"{path.stem}:{i}", p.to_sysex()) for i, p in enumerate(patches)]
+    body = data[6:-2] if data[:2] == VOICE_HEADER else data
     if len(body) < 155:
-        raise ValueError(f"{path}: not a DX7 bank (4104 bytes) or single voice (155+ bytes)")
+        raise ValueError(f"{path}: not a DX7 bank ({BANK_BYTES} bytes) or single voice (155+ bytes)")
     patch = Patch.from_sysex(body[:155])
-    return [Voice(patch.name.strip(), patch.to_sysex())]
+    return [Voice(patch.name.strip() or path.stem, patch.to_sysex())]
 
 
-def choose_voices(spec: str | None) -> list[Voice]:
-    """Voices from a comma list of built-in names or patch ids (default: all built-ins)."""
-    voices = builtin_voices()
+def bank_voices(paths: Iterable[str | Path]) -> list[Voice]:
+    """Voices of every ``.syx`` file named, or found in a folder named, in order."""
+    voices: list[Voice] = []
+    for entry in paths:
+        entry = Path(entry)
+        files = sorted(entry.rglob("*.syx")) + sorted(entry.rglob("*.SYX")) if entry.is_dir() else [entry]
+        for file in files:
+            voices.extend(load_syx(file))
+    return voices
+
+
+def configured_banks() -> list[Voice]:
+    """Voices of the banks listed in ``DX7LAKE_SYX`` (none when unset)."""
+    raw = os.environ.get(SYX_ENV, "")
+    return bank_voices(p for p in raw.split(os.pathsep) if p.strip())
+
+
+def _distinct(voices: Iterable[Voice]) -> list[Voice]:
+    """First voice of each patch_id: banks often repeat a voice (INIT VOICE) under one sound."""
+    seen: dict[str, Voice] = {}
+    for v in voices:
+        seen.setdefault(v.patch_id, v)
+    return list(seen.values())
+
+
+def random_voices(pool: list[Voice], k: int, seed: int = 0) -> list[Voice]:
+    """K distinct voices of ``pool`` picked by a seeded generator: the same picks every run."""
+    distinct = sorted(_distinct(pool), key=lambda v: v.patch_id)
+    if not 0 < k <= len(distinct):
+        raise ValueError(f"cannot pick {k} random voices from a bank of {len(distinct)} distinct voices")
+    return random.Random(seed).sample(distinct, k)
+
+
+def choose_voices(spec: str | None, banks: list[Voice] | None = None) -> list[Voice]:
+    """Voices from a comma list of names, patch ids and ``random:K[:SEED]`` (default: all built-ins).
+
+    ``banks`` defaults to the voices of ``DX7LAKE_SYX``; names and ids are looked up in the
+    built-ins and the banks, random picks come from the banks (the built-ins when there are none).
+    """
+    builtins = builtin_voices()
     if not spec:
-        return voices
-    wanted = [s.strip() for s in spec.split(",") if s.strip()]
-    by_key = {v.name: v for v in voices} | {v.patch_id: v for v in voices}
-    missing = [w for w in wanted if w not in by_key]
-    if missing:
-        raise ValueError(f"unknown patches {missing}; built-in voices are {sorted(BUILTIN)}")
-    return [by_key[w] for w in wanted]
+        return builtins
+    banks = configured_banks() if banks is None else banks
+    by_id = {v.patch_id: v for v in [*builtins, *banks]}
+    by_name: dict[str, list[Voice]] = {}
+    for v in [*builtins, *banks]:
+        by_name[v.name] = _distinct([*by_name.get(v.name, []), v])
+    chosen: list[Voice] = []
+    for token in (t.strip() for t in spec.split(",")):
+        if not token:
+            continue
+        if token.startswith("random:"):
+            parts = token.split(":")
+            if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts[1:]):
+                raise ValueError(f"bad patch choice {token!r}: use random:K or random:K:SEED")
+            chosen.extend(random_voices(banks or builtins, int(parts[1]), int(parts[2]) if len(parts) == 3 else 0))
+        elif token in by_id:
+            chosen.append(by_id[token])
+        elif len(by_name.get(token, ())) == 1:
+            chosen.append(by_name[token][0])
+        elif token in by_name:
+            ids = [v.patch_id for v in by_name[token]]
+            raise ValueError(f"patch name {token!r} names several voices {ids}; choose by patch id")
+        else:
+            raise ValueError(
+                f"unknown patch {token!r}; built-in voices are {sorted(BUILTIN)}"
+                + (f", banks hold {len(banks)} voices" if banks else f" (no banks: set {SYX_ENV})")
+            )
+    return _distinct(chosen)

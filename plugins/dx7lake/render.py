@@ -1,41 +1,54 @@
 """Gold rendering: unique phrase contents × DX7 voices to mono 16-bit FLAC with manifests.
 
-Each note is rendered alone by the dexed-py engine (the msfa engine Dexed runs) and mixed
-at its sample-accurate onset; a phrase lasts ``beats`` at ``bpm`` plus a release tail
-that ends in a short fade. Note renders are deterministic, so a worker memoises them:
-the output is identical to rendering every note afresh, with far fewer engine calls.
+A phrase is rendered by an engine (dexed-py in-process by default, see render_engine; the
+real Dexed VST3 when ``DX7LAKE_DEXED_VST3`` is set, see render_vst3), mastered to FLAC
+(render_master), and described by a manifest row that alone reproduces it: the aligned
+notes, the 156-byte voice, the tempo, sample rate, effects and FLAC level.
 
 Gold objects are content-addressed (``gold/renders/<patch>/<hh>/<content_hash>.flac``)
-and a partition's manifest is written last, so a killed task leaves no manifest and a
-rerun skips every object that already exists.
+and a partition's manifests are written last, so a killed task leaves no manifest and a
+rerun skips every object that already exists. A partition's rendering is spread over a
+process pool (render_pool) in batches, with a bounded number in flight; the objects are
+stored by threads of the task process itself, through its own lake client (an S3 lake's
+Airflow connection is only reachable from the task process, not from pool workers).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import logging
+import os
+import resource
+import tempfile
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
+from itertools import islice
 
-import numpy as np
 import pyarrow as pa
-import soundfile as sf
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from .lake import Lake
 from .patches import Voice
-
-log = logging.getLogger(__name__)
+from .render_engine import DEFAULT_MEMO_BYTES, DexedEngine, Note, RenderSpec
+from .render_master import Master
+from .render_pool import ordered_map, worker_count
+from .render_vst3 import VST3_ENV, Vst3Engine
 
 GOLD_RENDERS = "gold/renders"
 GOLD_MANIFESTS = "gold/manifests"
+EFFECTS_ENV = "DX7LAKE_EFFECTS"
+BATCH = 64  # phrases per pool job: large enough to amortise IPC, small enough to bound memory
+STORE_THREADS = 8  # concurrent lake writes (S3 PUTs wait on the network, not the CPU)
+ROW_GROUP = 4096
 
-# Fixed gain for the summed engine output (a single DX7 note peaks near 3.0 at full
-# velocity); loud chords are scaled down further so nothing clips.
-BASE_GAIN = 0.1
-PEAK_CEILING = 0.891  # -1 dBFS
-
+NOTE_STRUCT = pa.struct(
+    [("start", pa.float64()), ("duration", pa.float64()), ("velocity", pa.int32()), ("pitch", pa.int32())]
+)
 MANIFEST_SCHEMA = pa.schema(
     [
         ("content_hash", pa.string()),
@@ -50,111 +63,17 @@ MANIFEST_SCHEMA = pa.schema(
         ("rms", pa.float64()),
         ("bpm", pa.float64()),
         ("gain", pa.float64()),
-        (
-            "notes",
-            pa.list_(
-                pa.struct(
-                    [
-                        ("start", pa.float64()),
-                        ("duration", pa.float64()),
-                        ("velocity", pa.int32()),
-                        ("pitch", pa.int32()),
-                    ]
-                )
-            ),
-        ),
+        ("notes", pa.list_(NOTE_STRUCT)),
         ("patch_vced", pa.binary()),
+        ("engine", pa.string()),
+        ("effects", pa.string()),
+        ("flac_level", pa.int32()),
     ]
 )
 
-Note = tuple[float, float, int, int]  # (start beats, duration beats, velocity, pitch)
 
-
-@dataclass(frozen=True)
-class RenderSpec:
-    sample_rate: int = 22050
-    bpm: float = 120.0
-    beats: float = 4.0
-    tail_s: float = 0.5
-    fade_s: float = 0.05
-    release_s: float = 1.0  # how long a released note rings before it is cut
-
-    @property
-    def seconds_per_beat(self) -> float:
-        return 60.0 / self.bpm
-
-    @property
-    def total_samples(self) -> int:
-        return round((self.beats * self.seconds_per_beat + self.tail_s) * self.sample_rate)
-
-
-@dataclass
-class NoteRenderer:
-    """One dexed engine per voice, with a per-worker memo of rendered notes."""
-
-    spec: RenderSpec
-    memoise: bool = True
-    hits: int = 0
-    misses: int = 0
-    _synths: dict = field(default_factory=dict)
-    _memo: dict = field(default_factory=dict)
-
-    def _synth(self, voice: Voice):
-        synth = self._synths.get(voice.patch_id)
-        if synth is None:
-            from dexed._dexed import DexedSynth
-
-            synth = DexedSynth(float(self.spec.sample_rate), 0)
-            synth.load_sysex(voice.vced)
-            self._synths[voice.patch_id] = synth
-        return synth
-
-    def note(self, voice: Voice, pitch: int, velocity: int, duration_beats: float) -> np.ndarray:
-        held = duration_beats * self.spec.seconds_per_beat
-        key = (voice.patch_id, pitch, velocity, round(held * self.spec.sample_rate))
-        if self.memoise:
-            cached = self._memo.get(key)
-            if cached is not None:
-                self.hits += 1
-                return cached
-        self.misses += 1
-        audio = np.asarray(
-            self._synth(voice).render(int(pitch), int(velocity), held, held + self.spec.release_s), dtype=np.float32
-        )
-        if self.memoise:
-            audio.setflags(write=False)
-            self._memo[key] = audio
-        return audio
-
-
-def mix_phrase(renderer: NoteRenderer, voice: Voice, notes: Iterable[Note]) -> tuple[np.ndarray, float]:
-    """Float mix of a phrase and the gain applied, before quantisation."""
-    spec = renderer.spec
-    total = spec.total_samples
-    buf = np.zeros(total, dtype=np.float64)
-    for start, duration, velocity, pitch in notes:
-        onset = round(start * spec.seconds_per_beat * spec.sample_rate)
-        if onset >= total:
-            continue
-        audio = renderer.note(voice, pitch, velocity, duration)
-        n = min(len(audio), total - onset)
-        buf[onset : onset + n] += audio[:n]
-    fade = round(spec.fade_s * spec.sample_rate)
-    if fade:
-        buf[-fade:] *= np.linspace(1.0, 0.0, fade)
-    raw_peak = float(np.max(np.abs(buf))) if total else 0.0
-    gain = BASE_GAIN if raw_peak * BASE_GAIN <= PEAK_CEILING else PEAK_CEILING / raw_peak
-    return buf * gain, gain
-
-
-def to_pcm16(audio: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(audio * 32767.0), -32768, 32767).astype(np.int16)
-
-
-def encode_flac(pcm: np.ndarray, sample_rate: int) -> bytes:
-    buf = io.BytesIO()
-    sf.write(buf, pcm, sample_rate, format="FLAC", subtype="PCM_16")
-    return buf.getvalue()
+class GoldConflict(RuntimeError):
+    """A gold key already holds different audio: it was rendered with other settings."""
 
 
 def render_key(patch_id: str, content_hash: str) -> str:
@@ -165,73 +84,255 @@ def manifest_key(patch_id: str, render_p: int) -> str:
     return f"{GOLD_MANIFESTS}/{patch_id}/p={render_p:04d}.parquet"
 
 
-def render_phrase(renderer: NoteRenderer, voice: Voice, content_hash: str, notes: Sequence[Note]) -> tuple[bytes, dict]:
-    """FLAC bytes and the manifest row of one phrase content with one voice."""
-    spec = renderer.spec
-    mixed, gain = mix_phrase(renderer, voice, notes)
-    pcm = to_pcm16(mixed)
-    flac = encode_flac(pcm, spec.sample_rate)
-    as_float = pcm.astype(np.float64) / 32768.0
-    row = {
-        "content_hash": content_hash,
-        "patch_id": voice.patch_id,
-        "patch_name": voice.name,
-        "key": render_key(voice.patch_id, content_hash),
-        "sha256": hashlib.sha256(flac).hexdigest(),
-        "bytes": len(flac),
-        "sample_rate": spec.sample_rate,
-        "duration_s": len(pcm) / spec.sample_rate,
-        "peak": float(np.max(np.abs(as_float))),
-        "rms": float(np.sqrt(np.mean(as_float**2))),
-        "bpm": spec.bpm,
-        "gain": gain,
-        "notes": [
-            {"start": float(s), "duration": float(d), "velocity": int(v), "pitch": int(p)} for s, d, v, p in notes
-        ],
-        "patch_vced": bytes(voice.vced),
-    }
-    return flac, row
+def spec_from_env(sample_rate: int = 22050, bpm: float = 120.0) -> RenderSpec:
+    return RenderSpec(sample_rate=int(sample_rate), bpm=float(bpm), effects=os.environ.get(EFFECTS_ENV, ""))
+
+
+def spec_of_row(row: dict) -> RenderSpec:
+    """The spec a manifest row was rendered with."""
+    return RenderSpec(
+        sample_rate=row["sample_rate"], bpm=row["bpm"], effects=row["effects"], flac_level=row["flac_level"]
+    )
+
+
+def content_fingerprint(content_hashes: Iterable[str]) -> str:
+    """md5 of the sorted hashes concatenated; silver computes the same in SQL."""
+    return hashlib.md5("".join(sorted(content_hashes)).encode()).hexdigest()
+
+
+class PhraseRenderer:
+    """Engine + master: FLAC bytes and the manifest row of one (content, voice)."""
+
+    def __init__(
+        self, spec: RenderSpec, vst3_path: str | None = None, memoise: bool = True, memo_bytes: int = DEFAULT_MEMO_BYTES
+    ) -> None:
+        self.spec = spec
+        self.engine = Vst3Engine(spec, vst3_path) if vst3_path else DexedEngine(spec, memoise, memo_bytes)
+        self.engine_name = "dexed-vst3" if vst3_path else "dexed-py"
+        self.master = Master(spec)
+
+    def render(self, voice: Voice, content_hash: str, notes: Sequence[Note]) -> tuple[bytes, dict]:
+        spec = self.spec
+        out = self.master.master(self.engine.phrase(voice, notes))
+        row = {
+            "content_hash": content_hash,
+            "patch_id": voice.patch_id,
+            "patch_name": voice.name,
+            "key": render_key(voice.patch_id, content_hash),
+            "sha256": hashlib.sha256(out.flac).hexdigest(),
+            "bytes": len(out.flac),
+            "sample_rate": spec.sample_rate,
+            "duration_s": len(out.pcm) / spec.sample_rate,
+            "peak": out.peak,
+            "rms": out.rms,
+            "bpm": spec.bpm,
+            "gain": out.gain,
+            "notes": [{"start": s, "duration": d, "velocity": v, "pitch": p} for s, d, v, p in notes],
+            "patch_vced": bytes(voice.vced),
+            "engine": self.engine_name,
+            "effects": spec.effects,
+            "flac_level": spec.flac_level,
+        }
+        return out.flac, row
+
+
+def render_row(row: dict, vst3_path: str | None = None) -> bytes:
+    """Re-render one manifest row from the row alone (its notes, voice and settings)."""
+    voice = Voice(row["patch_name"], bytes(row["patch_vced"]))
+    notes = [(n["start"], n["duration"], n["velocity"], n["pitch"]) for n in row["notes"]]
+    flac, _ = PhraseRenderer(spec_of_row(row), vst3_path).render(voice, row["content_hash"], notes)
+    return flac
+
+
+# --- pool workers: one renderer (engine, memo, effects) per process ---
+
+_worker: dict = {}
+
+
+def _init_worker(spec: RenderSpec, vst3_path: str | None, memo_bytes: int) -> None:
+    _worker["renderer"] = PhraseRenderer(spec, vst3_path, memo_bytes=memo_bytes)
+
+
+@dataclass
+class Batch:
+    voice: Voice
+    items: list[tuple[str, Sequence[Note]]]
+
+
+def _render_batch(batch: Batch) -> tuple[list[tuple[bytes, dict]], dict]:
+    """FLACs and rows of a batch, with the engine counts and this worker's peak RSS."""
+    renderer: PhraseRenderer = _worker["renderer"]
+    before = renderer.engine.stats()
+    renders = [renderer.render(batch.voice, content_hash, notes) for content_hash, notes in batch.items]
+    after = renderer.engine.stats()
+    stats = {k: after[k] - before[k] for k in after}
+    stats["peak_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return renders, stats
+
+
+def _store(lake: Lake, flac: bytes, row: dict) -> bool:
+    """Put one object unless it exists (from an attempt that died before its manifest),
+    in which case it must be the same render. True when written."""
+    if not lake.exists(row["key"]):
+        lake.put(row["key"], flac)
+        return True
+    if hashlib.sha256(lake.get(row["key"])).hexdigest() != row["sha256"]:
+        raise GoldConflict(
+            f"{row['key']} holds a different render: gold keys do not carry the tempo, sample rate "
+            "or effects, so render other settings into another lake"
+        )
+    return False
+
+
+# --- partitions ---
+
+
+class ManifestWriter:
+    """Rows of one (voice, partition) spooled to a parquet file; put into the lake last."""
+
+    def __init__(self, file) -> None:
+        self._file = file
+        self._writer: pq.ParquetWriter | None = None
+        self._rows: list[dict] = []
+        self.count = 0
+
+    def add_rows(self, rows: list[dict]) -> None:
+        self._rows.extend(rows)
+        self.count += len(rows)
+        if len(self._rows) >= ROW_GROUP:
+            self._flush()
+
+    def add_table(self, table: pa.Table) -> None:
+        self._flush()
+        self._write(table)
+        self.count += table.num_rows
+
+    def _write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._file, MANIFEST_SCHEMA, compression="zstd")
+        self._writer.write_table(table)
+
+    def _flush(self) -> None:
+        if self._rows:
+            self._write(pa.Table.from_pylist(self._rows, schema=MANIFEST_SCHEMA))
+            self._rows = []
+
+    def publish(self, lake: Lake, key: str) -> None:
+        self._flush()
+        if self._writer is None:
+            self._write(MANIFEST_SCHEMA.empty_table())
+        self._writer.close()
+        self._file.seek(0)
+        lake.put(key, self._file.read())
+
+
+def _read_manifest(lake: Lake, key: str, spec: RenderSpec) -> pa.Table | None:
+    if not lake.exists(key):
+        return None
+    table = lake.read_parquet(key)
+    if table.num_rows:
+        first = table.slice(0, 1).to_pylist()[0]
+        if spec_of_row(first) != spec:
+            raise GoldConflict(
+                f"{key} was rendered with {spec_of_row(first)}, this run asks for {spec}: gold keys do not carry "
+                "the render settings, so render other settings into another lake"
+            )
+    return table
+
+
+def _batches(contents: Iterable[tuple[str, Sequence[Note]]], size: int) -> Iterator[list]:
+    it = iter(contents)
+    while batch := list(islice(it, size)):
+        yield batch
 
 
 def render_partition(
     lake: Lake,
     render_p: int,
-    contents: Sequence[tuple[str, Sequence[Note]]],
+    contents: Iterable[tuple[str, Sequence[Note]]],
     voices: Sequence[Voice],
     spec: RenderSpec,
+    workers: int | None = None,
+    vst3_path: str | None = None,
+    memo_bytes: int = DEFAULT_MEMO_BYTES,
+    batch_size: int = BATCH,
 ) -> dict:
-    """Render every (content, voice) of one partition that gold lacks; manifests last."""
-    renderer = NoteRenderer(spec)
+    """Render every (content, voice) of one partition that gold lacks; manifests last.
+
+    ``contents`` may be a stream (a database cursor): it is read once, in batches, so
+    memory stays bounded by the pool's jobs in flight and the spooled manifests.
+    """
     started = time.perf_counter()
-    rendered = reused = 0
-    wanted = {content_hash for content_hash, _ in contents}
+    workers = worker_count(workers)
+    vst3_path = vst3_path if vst3_path is not None else os.environ.get(VST3_ENV) or None
+    done: dict[str, tuple[pa.Table, set[str]]] = {}
     for voice in voices:
-        mkey = manifest_key(voice.patch_id, render_p)
-        done = {r["content_hash"]: r for r in lake.read_parquet(mkey).to_pylist()} if lake.exists(mkey) else {}
-        if set(done) == wanted:
-            reused += len(done)
-            continue
-        rows = []
-        for content_hash, notes in contents:
-            if content_hash in done:
-                rows.append(done[content_hash])
-                reused += 1
-                continue
-            flac, row = render_phrase(renderer, voice, content_hash, notes)
-            if lake.exists(row["key"]):  # written by an earlier, interrupted attempt
-                reused += 1
-            else:
-                lake.put(row["key"], flac)
-                rendered += 1
-            rows.append(row)
-        lake.put_parquet(mkey, pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA))
-    seconds = time.perf_counter() - started
-    calls = renderer.hits + renderer.misses
+        table = _read_manifest(lake, manifest_key(voice.patch_id, render_p), spec)
+        if table is not None:
+            done[voice.patch_id] = (table, set(table.column("content_hash").to_pylist()))
+    wanted: set[str] = set()
+
+    def jobs() -> Iterator[Batch]:
+        for batch in _batches(contents, batch_size):
+            wanted.update(h for h, _ in batch)
+            for voice in voices:
+                have = done[voice.patch_id][1] if voice.patch_id in done else set()
+                todo = [item for item in batch if item[0] not in have]
+                if todo:
+                    yield Batch(voice, todo)
+
+    written = reused = kept = calls = hits = manifests = rss = 0
+    with ExitStack() as stack:
+        writers = {v.patch_id: ManifestWriter(stack.enter_context(tempfile.TemporaryFile())) for v in voices}
+        storing = stack.enter_context(ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="gold-store"))
+        stored: deque[Future] = deque()
+        initargs = (spec, vst3_path, memo_bytes)
+        for renders, stats in ordered_map(_render_batch, jobs(), workers, _init_worker, initargs):
+            writers[renders[0][1]["patch_id"]].add_rows([row for _, row in renders])
+            stored.extend(storing.submit(_store, lake, flac, row) for flac, row in renders)
+            while len(stored) > 16 * STORE_THREADS:  # bound the FLAC bytes waiting to be stored
+                written += stored.popleft().result()
+            calls, hits = calls + stats["engine_calls"], hits + stats["memo_hits"]
+            rss = max(rss, stats["peak_rss_kib"])
+        while stored:
+            written += stored.popleft().result()
+        reused = sum(w.count for w in writers.values()) - written
+        for voice in voices:  # every object is in gold: now the manifests, last
+            writer = writers[voice.patch_id]
+            if voice.patch_id in done:
+                old = done[voice.patch_id][0]
+                still = old.filter(pc.is_in(old.column("content_hash"), pa.array(sorted(wanted), pa.string())))
+                kept += still.num_rows
+                if writer.count == 0 and still.num_rows == old.num_rows:
+                    continue  # the manifest already says exactly this: write nothing
+                writer.add_table(still.cast(MANIFEST_SCHEMA))
+            writer.publish(lake, manifest_key(voice.patch_id, render_p))
+            manifests += 1
     return {
         "render_p": render_p,
-        "contents": len(contents),
-        "rendered": rendered,
-        "reused": reused,
-        "seconds": round(seconds, 3),
-        "memo_hit_rate": round(renderer.hits / calls, 4) if calls else 0.0,
+        "contents": len(wanted),
+        "patches": len(voices),
+        "rendered": written,
+        "reused": reused + kept,
+        "manifests_written": manifests,
+        "workers": workers,
+        "seconds": round(time.perf_counter() - started, 3),
+        "memo_hit_rate": round(hits / (hits + calls), 4) if calls + hits else 0.0,
+        "worker_peak_rss_mib": round(rss / 1024, 1),
     }
+
+
+def pending_partitions(lake: Lake, fingerprints: dict[int, str], voices: Sequence[Voice]) -> list[int]:
+    """Partitions where some voice's manifest does not cover exactly silver's contents."""
+    pending = []
+    for p, fingerprint in sorted(fingerprints.items()):
+        for voice in voices:
+            key = manifest_key(voice.patch_id, p)
+            if not lake.exists(key):
+                pending.append(p)
+                break
+            hashes = pq.read_table(io.BytesIO(lake.get(key)), columns=["content_hash"]).column(0).to_pylist()
+            if content_fingerprint(hashes) != fingerprint:
+                pending.append(p)
+                break
+    return pending

@@ -53,25 +53,37 @@ def load_partition(settings: Settings, p: str, run_id: str) -> dict:
 
 
 @_timed
-def plan_render(settings: Settings) -> dict:
-    """Render partitions that have phrase contents (the render task skips finished work)."""
+def plan_render(settings: Settings, patches: str | None = None) -> dict:
+    """Render partitions where some chosen voice's manifest does not cover silver's contents."""
     with connect(settings) as conn:
-        rows = conn.execute("select p, count(*) from silver.phrase_contents group by p order by p").fetchall()
-    return {"partitions": [int(p) for p, _ in rows], "unique_phrases": sum(n for _, n in rows)}
+        rows = conn.execute(
+            "select p, count(*), md5(string_agg(content_hash, '' order by content_hash))"
+            " from silver.phrase_contents group by p order by p"
+        ).fetchall()
+    pending = render.pending_partitions(
+        open_lake(settings.lake_uri), {int(p): f for p, _, f in rows}, choose_voices(patches)
+    )
+    return {"partitions": pending, "unique_phrases": sum(n for _, n, _ in rows), "partitions_total": len(rows)}
 
 
 @_timed
 def render_partition(
     settings: Settings, render_p: int, patches: str | None, bpm: float = 120.0, sample_rate: int = 22050
 ) -> dict:
-    """Gold: FLACs and manifests of one render partition for the chosen voices."""
-    with connect(settings) as conn:
-        rows = conn.execute(
+    """Gold: FLACs and manifests of one render partition for the chosen voices.
+
+    Contents stream from a server-side cursor, so a partition of any size is read in batches.
+    """
+    spec = render.spec_from_env(sample_rate=int(sample_rate), bpm=float(bpm))
+    voices = choose_voices(patches)
+    with connect(settings) as conn, conn.transaction():
+        cursor = conn.cursor(name="phrase_contents")
+        cursor.itersize = 2000
+        cursor.execute(
             "select content_hash, notes from silver.phrase_contents where p = %s order by content_hash", (render_p,)
-        ).fetchall()
-    contents = [(h, [(float(s), float(d), int(v), int(n)) for s, d, v, n in notes]) for h, notes in rows]
-    spec = render.RenderSpec(sample_rate=int(sample_rate), bpm=float(bpm))
-    return render.render_partition(open_lake(settings.lake_uri), render_p, contents, choose_voices(patches), spec)
+        )
+        contents = ((h, [(float(s), float(d), int(v), int(n)) for s, d, v, n in notes]) for h, notes in cursor)
+        return render.render_partition(open_lake(settings.lake_uri), render_p, contents, voices, spec)
 
 
 @_timed

@@ -8,19 +8,20 @@ import time
 
 from ..lake import LocalLake
 from ..patches import choose_voices
-from ..render import NoteRenderer, RenderSpec, render_phrase
+from ..render import PhraseRenderer
+from ..render_engine import RenderSpec
 from ..validate import READ_WORKERS, Validation, check_objects
-from .render import _phrases
+from .render import chorale_phrases
 
 
 def run() -> dict:
     (voice,) = choose_voices("epiano")
-    renderer = NoteRenderer(RenderSpec())
+    renderer = PhraseRenderer(RenderSpec())
     with tempfile.TemporaryDirectory() as tmp:
         lake = LocalLake(tmp)
         rows = []
-        for content_hash, notes in _phrases(300):
-            flac, row = render_phrase(renderer, voice, content_hash, notes)
+        for content_hash, notes in chorale_phrases()[:300]:
+            flac, row = renderer.render(voice, content_hash, notes)
             lake.put(row["key"], flac)
             rows.append(row)
 

@@ -1,0 +1,76 @@
+"""A process pool sized to the cores, mapping jobs in order with a bounded number in flight.
+
+Workers are started by ``forkserver``: forking an Airflow task process (threads for
+heartbeats and log shipping) is unsafe, and forkserver children start from a clean,
+single-threaded server that already imported dx7lake. Results come back in job order,
+so what a task writes does not depend on scheduling, and at most ``in_flight`` jobs
+(their inputs and outputs) are held at once whatever the partition size.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from itertools import chain, islice
+from typing import Any
+
+WORKERS_ENV = "DX7LAKE_RENDER_WORKERS"
+
+log = logging.getLogger(__name__)
+
+
+def worker_count(configured: int | str | None = None) -> int:
+    """The cores this process may run on, capped by ``configured`` or ``DX7LAKE_RENDER_WORKERS``."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    raw = configured if configured is not None else os.environ.get(WORKERS_ENV)
+    if raw in (None, ""):
+        return cores
+    wanted = int(raw)
+    if wanted < 1:
+        raise ValueError(f"{WORKERS_ENV} must be at least 1, got {raw!r}")
+    return min(wanted, cores)
+
+
+def ordered_map(
+    fn: Callable[[Any], Any],
+    jobs: Iterable[Any],
+    workers: int,
+    initializer: Callable[..., None],
+    initargs: tuple = (),
+    in_flight: int | None = None,
+) -> Iterator[Any]:
+    """``fn`` over ``jobs`` in worker processes (in this one when ``workers`` is 1), in order.
+
+    A single job also runs here (starting a pool costs more than it saves), and so does
+    everything in a daemonic process (a Celery prefork child, say), which may not start
+    children; it says so.
+    """
+    jobs = iter(jobs)
+    head = list(islice(jobs, 2))
+    if workers > 1 and multiprocessing.current_process().daemon:
+        log.warning("daemonic process: rendering in-process instead of %d workers", workers)
+        workers = 1
+    if workers <= 1 or len(head) < 2:
+        initializer(*initargs)
+        for job in chain(head, jobs):
+            yield fn(job)
+        return
+    limit = in_flight or 2 * workers
+    context = multiprocessing.get_context("forkserver")
+    # the server imports the worker's module once; every later worker forks from it warm
+    context.set_forkserver_preload([fn.__module__])
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=initializer, initargs=initargs)
+    pending: deque[Future] = deque()
+    try:
+        for job in chain(head, jobs):
+            pending.append(pool.submit(fn, job))
+            if len(pending) >= limit:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,50 @@
+"""The in-memory libFLAC encoder: lossless, standard FLAC that other decoders read."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from dx7lake.render_flac import FlacEncoder
+
+
+def samples(n: int = 30_000) -> np.ndarray:
+    rng = np.random.default_rng(5)
+    tone = 12_000 * np.sin(np.arange(n) * 2 * np.pi * 440 / 22050)
+    return np.clip(np.round(tone + rng.normal(0, 300, n)), -32768, 32767).astype(np.int16)
+
+
+@pytest.mark.parametrize("n", [1, 2047, 2048, 55_125])
+def test_encoding_is_lossless_and_carries_the_exact_length(n):
+    pcm = samples(n)
+    flac = FlacEncoder(22050).encode(pcm)
+    info = sf.info(io.BytesIO(flac))
+    assert (info.samplerate, info.channels, info.subtype, info.frames) == (22050, 1, "PCM_16", n)
+    decoded, _ = sf.read(io.BytesIO(flac), dtype="int16")
+    assert np.array_equal(decoded, pcm)
+
+
+def test_extremes_survive_and_higher_levels_are_smaller():
+    pcm = np.array([-32768, 32767, 0, -1, 1] * 1000, dtype=np.int16)
+    assert np.array_equal(sf.read(io.BytesIO(FlacEncoder(22050).encode(pcm)), dtype="int16")[0], pcm)
+    tone = samples()
+    assert len(FlacEncoder(22050, 8).encode(tone)) < len(FlacEncoder(22050, 0).encode(tone))
+    with pytest.raises(ValueError, match=r"0\.\.8"):
+        FlacEncoder(22050, 9)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is installed by .ci/run")
+def test_ffmpeg_decodes_it_too():
+    pcm = samples()
+    out = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", "pipe:0", "-f", "s16le", "pipe:1"],
+        input=FlacEncoder(22050).encode(pcm),
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert np.array_equal(np.frombuffer(out, dtype="<i2"), pcm)

@@ -1,0 +1,56 @@
+"""The render process pool: sized to the cores, results in job order, safe where forking is not."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import pytest
+
+from dx7lake.render_pool import ordered_map, worker_count
+
+_offset = {"value": 0}
+
+
+def _init(offset: int) -> None:
+    _offset["value"] = offset
+
+
+def _job(n: int) -> tuple[int, int]:
+    return n + _offset["value"], os.getpid()
+
+
+def test_worker_count_is_the_affinity_capped_by_config(monkeypatch):
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("DX7LAKE_RENDER_WORKERS", raising=False)
+    assert worker_count() == cores
+    assert worker_count(1) == 1 and worker_count(cores + 5) == cores
+    monkeypatch.setenv("DX7LAKE_RENDER_WORKERS", "1")
+    assert worker_count() == 1
+    with pytest.raises(ValueError, match="at least 1"):
+        worker_count(0)
+
+
+def test_pool_results_come_back_in_job_order_from_other_processes():
+    out = list(ordered_map(_job, range(40), workers=2, initializer=_init, initargs=(1000,), in_flight=3))
+    assert [n for n, _ in out] == [1000 + i for i in range(40)]
+    assert os.getpid() not in {pid for _, pid in out}
+
+
+def _in_daemon(queue) -> None:
+    queue.put([pid for _, pid in ordered_map(_job, range(5), workers=2, initializer=_init, initargs=(0,))])
+
+
+def test_a_daemonic_process_runs_the_jobs_itself():
+    ctx = multiprocessing.get_context("forkserver")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_in_daemon, args=(queue,), daemon=True)
+    proc.start()
+    pids = queue.get(timeout=60)
+    proc.join()
+    assert set(pids) == {proc.pid}
+
+
+def test_a_single_job_runs_in_this_process():
+    (out,) = ordered_map(_job, [7], workers=2, initializer=_init, initargs=(0,))
+    assert out == (7, os.getpid())
