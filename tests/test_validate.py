@@ -22,7 +22,8 @@ from dx7lake import stages
 from dx7lake.audio_qa import expected_samples
 from dx7lake.config import Settings, load_settings
 from dx7lake.lake import Lake, open_lake
-from dx7lake.render import GOLD_MANIFESTS, encode_flac
+from dx7lake.render import GOLD_MANIFESTS
+from dx7lake.render_flac import FlacEncoder
 from dx7lake.validate import validate_run
 
 PATCHES = "sine"
@@ -128,16 +129,16 @@ def test_a_bad_render_fails_validation_naming_its_key(run, fault, reseal, expect
         if fault == "truncated":
             return original[: len(original) // 2]
         if fault == "silent":
-            return encode_flac(np.zeros(n, dtype=np.int16), rate)
+            return FlacEncoder(rate).encode(np.zeros(n, dtype=np.int16))
         if fault == "clipped":
             pcm = _pcm(original).astype(np.int32) * 40
-            return encode_flac(np.clip(pcm, -32768, 32767).astype(np.int16), rate)
+            return FlacEncoder(rate).encode(np.clip(pcm, -32768, 32767).astype(np.int16))
         if fault == "wrong_length":
-            return encode_flac(_pcm(original)[: n - rate // 10], rate)
+            return FlacEncoder(rate).encode(_pcm(original)[: n - rate // 10])
         if fault == "sha_mismatch":
             pcm = _pcm(original).copy()
             pcm[n // 2] ^= 1  # one LSB: the audio is fine, the bytes are not the manifest's
-            return encode_flac(pcm, rate)
+            return FlacEncoder(rate).encode(pcm)
         return None
 
     with _render_fault(run, make, reseal) as key:
