@@ -27,6 +27,7 @@ GOLD = Asset("dx7lake_gold")
     tags=["dx7lake"],
     params={
         "source": Param(None, type=["null", "string"], description="MIDI folder or URI (default: the landing folder)"),
+        "extract_shards": Param(4, type="integer", minimum=1, maximum=16, description="parallel extract shards"),
         "patches": Param("epiano,bell", type="string", description="comma list of built-in voices or patch ids"),
         "bpm": Param(120.0, type="number", minimum=20, maximum=400),
         "sample_rate": Param(22050, type="integer", enum=[16000, 22050, 44100, 48000]),
@@ -34,12 +35,22 @@ GOLD = Asset("dx7lake_gold")
     doc_md=__doc__,
 )
 def dx7lake():
-    @task(outlets=[BRONZE])
-    def extract() -> dict:
+    @task
+    def extract_shards() -> list[int]:
+        return list(range(int(get_current_context()["params"]["extract_shards"])))
+
+    @task(max_active_tis_per_dag=4)
+    def extract(shard: int, shards: str) -> dict:
         from dx7lake import stages
 
         params = get_current_context()["params"]
-        return stages.extract(load_settings(), params.get("source"))
+        return stages.extract_shard(load_settings(), params.get("source"), shard, int(shards))
+
+    @task(outlets=[BRONZE])
+    def merge_extract(shards: list[dict]) -> dict:
+        from dx7lake import stages
+
+        return stages.merge_extract(shards)
 
     @task
     def bronze_partitions(_extracted: dict) -> list[str]:
@@ -105,7 +116,7 @@ def dx7lake():
             raise RuntimeError(f"validation failed: {result['validation_failures'][:10]}")
         return {k: v for k, v in result.items() if k != "validation_failures"}
 
-    extracted = extract()
+    extracted = merge_extract(extract.partial(shards="{{ params.extract_shards }}").expand(shard=extract_shards()))
     loads = load.expand(p=bronze_partitions(extracted))
     silver = dbt_task_group()
     plan = plan_render()

@@ -95,7 +95,12 @@ class BronzeWriter:
     def add_parsed(self, parsed: ParsedFile) -> None:
         self._parsed.append(parsed)
         self._index.append(
-            {"midi_id": parsed.midi_id, "source_key": parsed.source_key, "status": "extracted", "notes": len(parsed.notes)}
+            {
+                "midi_id": parsed.midi_id,
+                "source_key": parsed.source_key,
+                "status": "extracted",
+                "notes": len(parsed.notes),
+            }
         )
         self._rows += len(parsed.notes)
         self._maybe_flush()

@@ -118,7 +118,9 @@ def conformed_batches(part: pq.ParquetFile, wanted: set[str], source_key: str) -
 def _conform(table: pa.Table, source_key: str) -> pa.Table:
     n = table.num_rows
     cols = {name: table[name].cast(BRONZE_SCHEMA.field(name).type) for name in REQUIRED}
-    present = {name: table[name].cast(BRONZE_SCHEMA.field(name).type) for name in OPTIONAL if name in table.column_names}
+    present = {
+        name: table[name].cast(BRONZE_SCHEMA.field(name).type) for name in OPTIONAL if name in table.column_names
+    }
     channel = present.get("channel", pa.nulls(n, pa.int16()))
     cols.update(
         p=pc.utf8_slice_codeunits(cols["midi_id"], 0, 1),

@@ -14,6 +14,7 @@ import re
 import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -70,7 +71,7 @@ class FolderSource(Source):
                 path = Path(dirpath, name)
                 key = path.relative_to(self.root).as_posix()
                 if wanted(key) and path.is_file():
-                    yield SourceFile(key, path.stat().st_size, lambda path=path: open(path, "rb"))
+                    yield SourceFile(key, path.stat().st_size, partial(path.open, "rb"))
 
     def midi_files(self) -> Iterator[SourceFile]:
         return self._walk(is_midi_key)
