@@ -30,7 +30,10 @@ log = logging.getLogger(__name__)
 def _parts(lake: Lake, prefix: str, p: str | None = None) -> dict[str, set[str]]:
     """{p: part names} of the objects under one bronze prefix."""
     found: dict[str, set[str]] = defaultdict(set)
-    for key in lake.list(f"{prefix}/p={p}/" if p else f"{prefix}/"):
+    # listed without a trailing slash: S3Lake rejects keys ending in "/"
+    for key in lake.list(f"{prefix}/p={p}" if p else prefix):
+        if not key.startswith(prefix + "/"):
+            continue
         partition, _, name = key[len(prefix) + 1 :].partition("/")
         if partition.startswith("p=") and name.endswith(".parquet") and "/" not in name:
             found[partition[2:]].add(name)
@@ -44,8 +47,9 @@ def committed_parts(lake: Lake, p: str | None = None) -> dict[str, set[str]]:
 def known_ids(lake: Lake, partitions: list[str]) -> set[str]:
     """midi_ids already decided (extracted or quarantined) in these partitions."""
     seen: set[str] = set()
+    committed = committed_parts(lake)
     for p in partitions:
-        for name in sorted(committed_parts(lake, p).get(p, ())):
+        for name in sorted(committed.get(p, ())):
             data = lake.get(f"{INDEX_PREFIX}/p={p}/{name}")
             seen.update(pq.read_table(io.BytesIO(data), columns=["midi_id"]).column(0).to_pylist())
     return seen
@@ -54,10 +58,11 @@ def known_ids(lake: Lake, partitions: list[str]) -> set[str]:
 def drop_orphans(lake: Lake, partitions: list[str]) -> int:
     """Delete data and quarantine parts that no index commits (left by a killed task)."""
     dropped = 0
-    for p in partitions:
-        committed = committed_parts(lake, p).get(p, set())
-        for prefix in (BRONZE_PREFIX, QUARANTINE_PREFIX):
-            for name in sorted(_parts(lake, prefix, p).get(p, set()) - committed):
+    committed = committed_parts(lake)
+    for prefix in (BRONZE_PREFIX, QUARANTINE_PREFIX):
+        written = _parts(lake, prefix)
+        for p in partitions:
+            for name in sorted(written.get(p, set()) - committed.get(p, set())):
                 lake.delete(f"{prefix}/p={p}/{name}")
                 dropped += 1
     if dropped:
