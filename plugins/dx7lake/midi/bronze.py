@@ -84,6 +84,19 @@ def read_bronze_partition(lake: Lake, p: str) -> pa.Table | None:
     return pa.concat_tables(tables) if tables else None
 
 
+# Dictionaries only where values repeat, byte-stream-split floats: half the write time of
+# the defaults at a similar size (measured on music21's MIDI files).
+_DICTIONARY = ["midi_id", "track_id", "set_type", "p", "source_key", "channel", "program", "is_drum", "track_index"]
+_DICTIONARY += ["velocity", "note"]
+_FLOATS = {name: "BYTE_STREAM_SPLIT" for name in ("start_time", "duration", "start_seconds", "duration_seconds")}
+
+
+def notes_parquet(table: pa.Table) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd", use_dictionary=_DICTIONARY, column_encoding=_FLOATS)
+    return buf.getvalue()
+
+
 class BronzeWriter:
     """Collects decided files and writes them per partition, index last."""
 
@@ -126,7 +139,13 @@ class BronzeWriter:
             for p in pc.unique(table.column("p")).to_pylist():
                 if p not in writers:
                     buffers[p] = io.BytesIO()
-                    writers[p] = pq.ParquetWriter(buffers[p], BRONZE_SCHEMA, compression="zstd")
+                    writers[p] = pq.ParquetWriter(
+                        buffers[p],
+                        BRONZE_SCHEMA,
+                        compression="zstd",
+                        use_dictionary=_DICTIONARY,
+                        column_encoding=_FLOATS,
+                    )
                 writers[p].write_table(table.filter(pc.equal(table.column("p"), p)))
         for writer in writers.values():
             writer.close()
@@ -151,16 +170,17 @@ class BronzeWriter:
     def flush(self) -> None:
         if not self._index:
             return
-        notes = bronze_table(self._parsed)
+        by_p: dict[str, list[ParsedFile]] = defaultdict(list)
+        for parsed in self._parsed:
+            by_p[parsed.midi_id[0]].append(parsed)
         quarantine = pa.Table.from_pylist(self._quarantine, schema=QUARANTINE_SCHEMA)
         index = pa.Table.from_pylist(self._index, schema=INDEX_SCHEMA)
         index_p = pc.utf8_slice_codeunits(index.column("midi_id"), 0, 1)
         for p in sorted(set(index_p.to_pylist())):
             part_index = index.filter(pc.equal(index_p, p))
             name = name_of(part_index.column("midi_id").to_pylist())
-            part_notes = notes.filter(pc.equal(notes.column("p"), p))
-            if part_notes.num_rows:
-                self.lake.put_parquet(f"{BRONZE_PREFIX}/p={p}/{name}", part_notes)
+            if by_p[p]:
+                self.lake.put(f"{BRONZE_PREFIX}/p={p}/{name}", notes_parquet(bronze_table(by_p[p])))
                 self.partitions.add(p)
             part_quarantine = quarantine.filter(pc.starts_with(quarantine.column("midi_id"), p))
             if part_quarantine.num_rows:

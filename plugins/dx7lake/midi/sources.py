@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -67,11 +68,15 @@ class FolderSource(Source):
     def _walk(self, wanted: Callable[[str], bool]) -> Iterator[SourceFile]:
         for dirpath, dirnames, filenames in os.walk(self.root):
             dirnames.sort()
+            rel = Path(dirpath).relative_to(self.root).as_posix()
             for name in sorted(filenames):
-                path = Path(dirpath, name)
-                key = path.relative_to(self.root).as_posix()
-                if wanted(key) and path.is_file():
-                    yield SourceFile(key, path.stat().st_size, partial(path.open, "rb"))
+                key = name if rel == "." else f"{rel}/{name}"
+                if not wanted(key):
+                    continue
+                path = os.path.join(dirpath, name)
+                info = os.stat(path)
+                if stat.S_ISREG(info.st_mode):
+                    yield SourceFile(key, info.st_size, partial(open, path, "rb"))
 
     def midi_files(self) -> Iterator[SourceFile]:
         return self._walk(is_midi_key)
