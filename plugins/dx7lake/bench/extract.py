@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 COPIES = 40
+ROUNDS = 3
 
 
 def _corpus(folder: Path) -> list[Path]:
@@ -46,14 +47,16 @@ def run() -> dict:
         extract(str(warm), LocalLake(Path(tmp) / "warm-lake"))
         mido.MidiFile(paths[0])
 
-        started = time.perf_counter()
-        for path in paths:
-            mido.MidiFile(path)
-        mido_s = time.perf_counter() - started
+        mido_s = ours_s = float("inf")
+        for attempt in range(ROUNDS):  # interleaved, best of each: robust to a busy machine
+            started = time.perf_counter()
+            for path in paths:
+                mido.MidiFile(path)
+            mido_s = min(mido_s, time.perf_counter() - started)
 
-        started = time.perf_counter()
-        stats = extract(str(folder), LocalLake(Path(tmp) / "lake"))
-        ours_s = time.perf_counter() - started
+            started = time.perf_counter()
+            stats = extract(str(folder), LocalLake(Path(tmp) / f"lake{attempt}"))
+            ours_s = min(ours_s, time.perf_counter() - started)
     assert stats.files_extracted == len(paths), stats
     fast, slow = len(paths) / ours_s, len(paths) / mido_s
     return {
@@ -62,6 +65,7 @@ def run() -> dict:
         "notes_per_s": round(stats.notes / ours_s),
         "files": len(paths),
         "notes": stats.notes,
+        "rounds": ROUNDS,
         "baseline": {"name": "mido.MidiFile reading the same files", "files_per_s": round(slow, 1)},
         "ratio": round(fast / slow, 1),
     }

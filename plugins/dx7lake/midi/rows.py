@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+from numba import njit
 
 from .notes import Notes
 from .schema import BRONZE_SCHEMA, DRUM_CHANNEL
@@ -25,10 +26,24 @@ class ParsedFile:
     notes: Notes
 
 
-def _hex_digits(values: np.ndarray, width: int) -> np.ndarray:
-    """(n, width) ASCII hex digits of ``values``, most significant first."""
-    shifts = np.arange(width - 1, -1, -1, dtype=np.int64) * 4
-    return _HEX[(values.astype(np.int64)[:, None] >> shifts) & 15]
+@njit(cache=True, nogil=True)
+def _id_bytes(prefixes, owner, track, channel, ordinal):
+    """ASCII track ids (16 hex of the file, 4 of the track, 1 of the channel) and message
+    ids (the track id and 6 hex of the ordinal), row by row."""
+    n = owner.shape[0]
+    track_ids = np.empty((n, 21), np.uint8)
+    message_ids = np.empty((n, 27), np.uint8)
+    for i in range(n):
+        for j in range(16):
+            track_ids[i, j] = prefixes[owner[i], j]
+        for j in range(4):
+            track_ids[i, 16 + j] = _HEX[(track[i] >> (12 - 4 * j)) & 15]
+        track_ids[i, 20] = _HEX[channel[i] & 15]
+        for j in range(21):
+            message_ids[i, j] = track_ids[i, j]
+        for j in range(6):
+            message_ids[i, 21 + j] = _HEX[(ordinal[i] >> (20 - 4 * j)) & 15]
+    return track_ids, message_ids
 
 
 def _strings(matrix: np.ndarray) -> pa.Array:
@@ -36,6 +51,16 @@ def _strings(matrix: np.ndarray) -> pa.Array:
     n, width = matrix.shape
     offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(matrix)))
+
+
+def _repeated(values: list[str], counts: list[int]) -> pa.Array:
+    """``values[i]`` repeated ``counts[i]`` times, built as buffers (no per-row objects)."""
+    encoded = [v.encode() for v in values]
+    lengths = np.repeat(np.array([len(e) for e in encoded], np.int64), counts)
+    offsets = np.zeros(len(lengths) + 1, np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    data = b"".join(e * c for e, c in zip(encoded, counts, strict=True))
+    return pa.StringArray.from_buffers(len(lengths), pa.py_buffer(offsets), pa.py_buffer(data))
 
 
 def bronze_table(files: list[ParsedFile]) -> pa.Table:
@@ -46,19 +71,19 @@ def bronze_table(files: list[ParsedFile]) -> pa.Table:
     def cat(name: str) -> np.ndarray:
         return np.concatenate([getattr(f.notes, name) for f in files])
 
-    owner = np.repeat(np.arange(len(files)), [len(f.notes) for f in files])
-    take = pa.array(owner)
+    counts = [len(f.notes) for f in files]
+    owner = np.repeat(np.arange(len(files)), counts)
 
     def per_file(values: list[str]) -> pa.Array:
-        return pa.array(values, pa.string()).take(take)
+        return _repeated(values, counts)
 
     track, channel, ordinal = cat("track"), cat("channel"), cat("ordinal")
     prefixes = np.frombuffer("".join(f.midi_id[:16] for f in files).encode(), np.uint8).reshape(-1, 16)
-    track_ids = np.hstack([prefixes[owner], _hex_digits(track, 4), _hex_digits(channel, 1)])
+    track_ids, message_ids = _id_bytes(prefixes, owner, track, channel, ordinal)
     columns = {
         "midi_id": per_file([f.midi_id for f in files]),
         "track_id": _strings(track_ids),
-        "message_id": _strings(np.hstack([track_ids, _hex_digits(ordinal, 6)])),
+        "message_id": _strings(message_ids),
         "start_time": cat("start_beats"),
         "duration": cat("duration_beats"),
         "velocity": cat("velocity"),
