@@ -217,3 +217,18 @@ def test_s3_source_into_an_s3_lake(s3, landing):
     assert rows.num_rows == stats.notes > 0
     assert "set0/" in rows.column("source_key")[0].as_py() or "set1/" in rows.column("source_key")[0].as_py()
     assert extract("s3://corpus/landing", lake).files_extracted == 0
+
+
+def test_dag_maps_extract_over_shards_and_merges_counts_for_the_summary():
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    from conftest import REPO
+
+    dag = DagBag(dag_folder=str(REPO / "dags")).dags["dx7lake"]
+    assert isinstance(dag.get_task("extract"), MappedOperator)
+    merge = dag.get_task("merge_extract")
+    assert merge.upstream_task_ids == {"extract"}
+    assert {"summary", "bronze_partitions"} <= merge.downstream_task_ids
+    assert [a.name for a in merge.outlets] == ["dx7lake_bronze"]
+    assert dag.params["extract_shards"] == 4
