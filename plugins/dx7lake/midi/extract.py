@@ -171,10 +171,9 @@ class _Run:
         for midi_id, reason in sorted(broken.items()):
             self.quarantine(f"{item.key}#{midi_id}", midi_id, 0, reason)
         good = wanted - set(broken)
-        counts = passthrough.note_counts(part, good)
-        index = [{"midi_id": i, "source_key": item.key, "status": "passthrough", "notes": counts[i]} for i in good]
+        index = [{"midi_id": i, "source_key": item.key, "status": "passthrough", "notes": ids[i]} for i in sorted(good)]
         self.stats.files_extracted += len(good)
-        self.stats.notes += sum(counts.values())
+        self.stats.notes += sum(ids[i] for i in good)
         self.writer.add_stream(passthrough.conformed_batches(part, good, item.key), index)
 
     def finish(self) -> ExtractStats:

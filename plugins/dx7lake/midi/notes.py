@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scan import ERRORS, OK, scan
+from .scan import ERRORS, NOT_MIDI, OK, SHORT_HEADER, TOO_MANY_NOTES, scan
 
 
 class MidiError(ValueError):
@@ -39,8 +39,8 @@ def parse_notes(data: bytes, max_notes: int = 2_000_000, max_seconds: float | No
         raise MidiError("empty file")
     error, pos, _division, _tracks, unclosed, *arrays = scan(np.frombuffer(data, np.uint8), max_notes)
     if error != OK:
-        where = f" (at byte {pos})" if error not in (1, 2) else ""
-        cap = f" of {max_notes:,}" if error == 14 else ""
+        where = f" (at byte {pos})" if error not in (NOT_MIDI, SHORT_HEADER) else ""
+        cap = f" of {max_notes:,}" if error == TOO_MANY_NOTES else ""
         raise MidiError(f"{ERRORS[error]}{cap}{where}")
     notes = Notes(*arrays, unclosed=unclosed)
     if len(notes) == 0:

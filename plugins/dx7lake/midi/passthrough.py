@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections import Counter
 from collections.abc import Iterator
 
 import pyarrow as pa
@@ -61,11 +62,20 @@ def _castable(have: pa.DataType, want: pa.DataType) -> bool:
     return have == want
 
 
-def midi_ids(part: pq.ParquetFile) -> tuple[list[str], str | None]:
-    """The distinct song ids of a part, and why they are unusable (None when fine)."""
-    ids = pc.unique(part.read(columns=["midi_id"]).column(0).combine_chunks().cast(pa.string())).to_pylist()
-    bad = next((i for i in ids if i is None or not _MD5.match(i)), False)
-    return ids, (f"midi_id {bad!r} is not an md5 hex digest" if bad is not False else None)
+def _id_counts(part: pq.ParquetFile) -> Counter[str | None]:
+    """Rows per midi_id, batch by batch (a part's id column is never held whole)."""
+    counts: Counter[str | None] = Counter()
+    for batch in part.iter_batches(batch_size=_BATCH, columns=["midi_id"]):
+        for v in pc.value_counts(batch.column(0).cast(pa.string())).to_pylist():
+            counts[v["values"]] += v["counts"]
+    return counts
+
+
+def midi_ids(part: pq.ParquetFile) -> tuple[dict[str, int], str | None]:
+    """{midi_id: rows} of a part, and why its ids are unusable (None when fine)."""
+    counts = _id_counts(part)
+    bad = next((i for i in counts if i is None or not _MD5.match(i)), False)
+    return dict(counts), (f"midi_id {bad!r} is not an md5 hex digest" if bad is not False else None)
 
 
 def _problems(batch: pa.Table) -> pa.Array:
@@ -133,9 +143,3 @@ def _conform(table: pa.Table, source_key: str) -> pa.Table:
         source_key=present.get("source_key", pa.array([source_key] * n, pa.string())),
     )
     return pa.table({name: cols[name] for name in BRONZE_SCHEMA.names}, schema=BRONZE_SCHEMA)
-
-
-def note_counts(part: pq.ParquetFile, wanted: set[str]) -> dict[str, int]:
-    """{midi_id: rows} of the wanted songs of a part."""
-    counts = pc.value_counts(part.read(columns=["midi_id"]).column(0).cast(pa.string())).to_pylist()
-    return {v["values"]: v["counts"] for v in counts if v["values"] in wanted}
