@@ -93,6 +93,26 @@ def test_rerun_adds_nothing_and_new_files_are_incremental(tmp_path, landing):
     assert midi_id_of(new) in set(all_rows(lake).column("midi_id").to_pylist())
 
 
+class RecordingLake(LocalLake):
+    """A local lake that remembers every key it was asked for."""
+
+    def __init__(self, root) -> None:
+        super().__init__(root)
+        self.read: list[str] = []
+
+    def get(self, key: str) -> bytes:
+        self.read.append(key)
+        return super().get(key)
+
+
+def test_a_rerun_reads_the_index_not_the_notes(tmp_path, landing):
+    lake = RecordingLake(tmp_path / "lake")
+    extract(str(landing), lake)
+    lake.read.clear()
+    extract(str(landing), lake)
+    assert lake.read and all(k.startswith("bronze/index/") for k in lake.read)
+
+
 def test_shards_share_the_work_and_add_up_to_one_pass(tmp_path, landing):
     whole, sharded = LocalLake(tmp_path / "whole"), LocalLake(tmp_path / "sharded")
     one = extract(str(landing), whole).as_dict()
