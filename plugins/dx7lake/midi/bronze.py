@@ -84,16 +84,25 @@ def read_bronze_partition(lake: Lake, p: str) -> pa.Table | None:
     return pa.concat_tables(tables) if tables else None
 
 
-# Dictionaries only where values repeat, byte-stream-split floats: half the write time of
-# the defaults at a similar size (measured on music21's MIDI files).
+# Dictionaries only where values repeat, byte-stream-split floats, message ids as deltas of
+# their shared prefix, no statistics on the unique id strings: about half the write time of
+# the defaults and a smaller file (measured on music21's MIDI files).
 _DICTIONARY = ["midi_id", "track_id", "set_type", "p", "source_key", "channel", "program", "is_drum", "track_index"]
 _DICTIONARY += ["velocity", "note"]
-_FLOATS = {name: "BYTE_STREAM_SPLIT" for name in ("start_time", "duration", "start_seconds", "duration_seconds")}
+_ENCODING = {name: "BYTE_STREAM_SPLIT" for name in ("start_time", "duration", "start_seconds", "duration_seconds")}
+_ENCODING["message_id"] = "DELTA_BYTE_ARRAY"
+_STATISTICS = [name for name in BRONZE_SCHEMA.names if name not in ("message_id", "track_id", "source_key")]
+PARQUET_OPTIONS = {
+    "compression": "zstd",
+    "use_dictionary": _DICTIONARY,
+    "column_encoding": _ENCODING,
+    "write_statistics": _STATISTICS,
+}
 
 
 def notes_parquet(table: pa.Table) -> bytes:
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd", use_dictionary=_DICTIONARY, column_encoding=_FLOATS)
+    pq.write_table(table, buf, **PARQUET_OPTIONS)
     return buf.getvalue()
 
 
@@ -139,13 +148,7 @@ class BronzeWriter:
             for p in pc.unique(table.column("p")).to_pylist():
                 if p not in writers:
                     buffers[p] = io.BytesIO()
-                    writers[p] = pq.ParquetWriter(
-                        buffers[p],
-                        BRONZE_SCHEMA,
-                        compression="zstd",
-                        use_dictionary=_DICTIONARY,
-                        column_encoding=_FLOATS,
-                    )
+                    writers[p] = pq.ParquetWriter(buffers[p], BRONZE_SCHEMA, **PARQUET_OPTIONS)
                 writers[p].write_table(table.filter(pc.equal(table.column("p"), p)))
         for writer in writers.values():
             writer.close()
