@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -179,7 +181,9 @@ class BronzeWriter:
         quarantine = pa.Table.from_pylist(self._quarantine, schema=QUARANTINE_SCHEMA)
         index = pa.Table.from_pylist(self._index, schema=INDEX_SCHEMA)
         index_p = pc.utf8_slice_codeunits(index.column("midi_id"), 0, 1)
-        for p in sorted(set(index_p.to_pylist())):
+
+        def commit(p: str) -> None:
+            """One partition's parts, its index last (the commit)."""
             part_index = index.filter(pc.equal(index_p, p))
             name = name_of(part_index.column("midi_id").to_pylist())
             if by_p[p]:
@@ -189,4 +193,9 @@ class BronzeWriter:
             if part_quarantine.num_rows:
                 self.lake.put_parquet(f"{QUARANTINE_PREFIX}/p={p}/{name}", part_quarantine)
             self.lake.put_parquet(f"{INDEX_PREFIX}/p={p}/{name}", part_index)
+
+        # arrow's encoders, numba's kernel and the lake's I/O release the GIL: partitions
+        # are independent, so they are written side by side
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            list(pool.map(commit, sorted(set(index_p.to_pylist()))))
         self._parsed, self._quarantine, self._index, self._rows = [], [], [], 0
