@@ -1,7 +1,9 @@
 """The bronze contract (see shared DESIGN.md): columns, ids, the stable train/test split.
 
 Ids are built from the file's md5 and positions inside it, never from run state, so a
-rerun or another worker produces byte-identical rows.
+rerun or another worker produces byte-identical rows: ``track_id`` is 16 hex digits of the
+midi_id, 4 of the MIDI track and 1 of the channel; ``message_id`` is the track id and 6 hex
+digits of the note's ordinal in that track (note-on order). ``rows`` assembles them.
 """
 
 from __future__ import annotations
@@ -64,16 +66,6 @@ def set_type_of(midi_id: str, split: tuple[tuple[str, float], ...] = DEFAULT_SPL
         if u < upper:
             return name
     return split[-1][0]
-
-
-def track_id_of(midi_id: str, track_index: int, channel: int) -> str:
-    """A (MIDI track, channel) pair: 16 hex of the file id, 4 of the track, 1 of the channel."""
-    return f"{midi_id[:16]}{track_index:04x}{channel:x}"
-
-
-def message_id_of(track_id: str, ordinal: int) -> str:
-    """The ``ordinal``-th note (in note-on order) of a track: its track id and 6 hex digits."""
-    return f"{track_id}{ordinal:06x}"
 
 
 def part_name(ids: list[str]) -> str:
