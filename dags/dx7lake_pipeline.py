@@ -37,6 +37,7 @@ def _mark_run_failed(context) -> None:
     default_args={"on_failure_callback": _mark_run_failed},
     params={
         "source": Param(None, type=["null", "string"], description="MIDI folder or URI (default: the landing folder)"),
+        "extract_shards": Param(4, type="integer", minimum=1, maximum=16, description="parallel extract shards"),
         "patches": Param("epiano,bell", type="string", description="voice names, patch ids, random:K[:SEED]"),
         "bpm": Param(120.0, type="number", minimum=20, maximum=400),
         "sample_rate": Param(22050, type="integer", enum=[16000, 22050, 44100, 48000]),
@@ -44,14 +45,28 @@ def _mark_run_failed(context) -> None:
     doc_md=__doc__,
 )
 def dx7lake():
-    @task(outlets=[BRONZE])
-    def extract() -> dict:
+    @task
+    def extract_shards() -> list[int]:
+        """Opens the run in ops.pipeline_runs, then fans extraction out over shards."""
         from dx7lake import stages
 
-        context, settings = get_current_context(), load_settings()
-        stages.start_run(settings, context["run_id"], dict(context["params"]))
-        result = stages.extract(settings, context["params"].get("source"))
-        return stages.record(settings, context["run_id"], "extract", result)
+        context = get_current_context()
+        stages.start_run(load_settings(), context["run_id"], dict(context["params"]))
+        return list(range(int(context["params"]["extract_shards"])))
+
+    @task(max_active_tis_per_dag=4)
+    def extract(shard: int, shards: str) -> dict:
+        from dx7lake import stages
+
+        params = get_current_context()["params"]
+        return stages.extract_shard(load_settings(), params.get("source"), shard, int(shards))
+
+    @task(outlets=[BRONZE])
+    def merge_extract(shards: list[dict]) -> dict:
+        from dx7lake import stages
+
+        context = get_current_context()
+        return stages.record(load_settings(), context["run_id"], "extract", stages.merge_extract(shards))
 
     @task
     def bronze_partitions(_extracted: dict) -> list[str]:
@@ -143,7 +158,7 @@ def dx7lake():
             raise RuntimeError(f"validation failed: {result['validation_failures'][:10]}")
         return {k: v for k, v in result.items() if k != "validation_failures"}
 
-    extracted = extract()
+    extracted = merge_extract(extract.partial(shards="{{ params.extract_shards }}").expand(shard=extract_shards()))
     loads = load.expand(p=bronze_partitions(extracted))
     silver = dbt_task_group()
     plan = plan_render()

@@ -222,7 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("db", cmd_db, "start (and print the URL of) or stop the embedded Postgres")
     p.add_argument("action", choices=["start", "url", "stop"])
     p = add("extract", cmd_extract, "bronze: MIDI files to parquet in the lake")
-    p.add_argument("--source", default=None, help="MIDI folder (default <home>/landing)")
+    p.add_argument(
+        "--source", default=None, help="MIDI folder, .tar(.gz) archive or s3:// prefix (default <home>/landing)"
+    )
     p = add("load", cmd_load, "raw: bronze partitions into Postgres")
     p.add_argument("--run-id", default=None)
     p = add("dbt", cmd_dbt, "silver: run dbt (default: build)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from . import midi, render, stats, validate, warehouse
 from .config import Settings
@@ -37,6 +37,19 @@ def extract(settings: Settings, source: str | None = None) -> dict:
     """Bronze: every new MIDI file under the source into the lake."""
     stats = midi.extract(source or settings.source, open_lake(settings.lake_uri))
     return stats.as_dict()
+
+
+@_timed
+def extract_shard(settings: Settings, source: str | None, shard: int, shards: int) -> dict:
+    """Bronze, one shard: the new files whose md5 falls in this shard's partitions."""
+    lake = open_lake(settings.lake_uri)
+    return midi.extract_shard(source or settings.source, lake, shard=shard, shards=shards).as_dict()
+
+
+def merge_extract(results: Sequence[dict]) -> dict:
+    """The run's extract totals from its shards (what the summary reads)."""
+    # a lazy XCom sequence: index it by its length (see write_summary)
+    return midi.merge_stats(results[i] for i in range(len(results)))
 
 
 def bronze_partitions(settings: Settings) -> list[str]:

@@ -1,0 +1,58 @@
+"""Bronze extraction: MIDI files to Lakh ``detailed_notes``-compatible parquet.
+
+- ``scan``: the compiled byte scanner (pairing, channels, tempo map, errors);
+- ``notes``: one file's bytes to its notes, or a ``MidiError`` (the quarantine reason);
+- ``rows``: notes of many files to one arrow table of the bronze contract (``schema``);
+- ``sources``: folders, tar archives read as streams, lake prefixes (S3);
+- ``passthrough``: Lakh-style detailed_notes parquet, checked and passed through;
+- ``bronze``: the lake layout (parts committed by their index), readers;
+- ``extract``: one shard's pass over a source, and the merge of shard counts.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from .bronze import bronze_partitions, read_bronze_partition
+from .extract import ExtractOptions, ExtractStats, extract, extract_shard, merge_stats, owned_partitions
+from .notes import MidiError, Notes, parse_notes
+from .rows import ParsedFile, bronze_table
+from .schema import (
+    BRONZE_PREFIX,
+    BRONZE_SCHEMA,
+    INDEX_PREFIX,
+    QUARANTINE_PREFIX,
+    QUARANTINE_SCHEMA,
+    midi_id_of,
+    set_type_of,
+)
+
+
+def parse_midi(data: bytes, source_key: str, midi_id: str | None = None) -> pa.Table:
+    """Bronze rows of one file; raises MidiError with a reason when it cannot be read."""
+    midi_id = midi_id or midi_id_of(data)
+    notes = parse_notes(data)
+    return bronze_table([ParsedFile(midi_id, source_key, set_type_of(midi_id), notes)])
+
+
+__all__ = [
+    "BRONZE_PREFIX",
+    "BRONZE_SCHEMA",
+    "INDEX_PREFIX",
+    "QUARANTINE_PREFIX",
+    "QUARANTINE_SCHEMA",
+    "ExtractOptions",
+    "ExtractStats",
+    "MidiError",
+    "Notes",
+    "bronze_partitions",
+    "extract",
+    "extract_shard",
+    "merge_stats",
+    "midi_id_of",
+    "owned_partitions",
+    "parse_midi",
+    "parse_notes",
+    "read_bronze_partition",
+    "set_type_of",
+]
