@@ -50,3 +50,17 @@ def test_open_lake_uris(tmp_path):
     assert isinstance(s3, S3Lake) and (s3.bucket, s3.prefix) == ("bucket", "some/prefix")
     with pytest.raises(ValueError):
         open_lake("ftp://host/x")
+
+
+def test_list_walks_only_the_prefix_folder(tmp_path, monkeypatch):
+    lake = LocalLake(tmp_path)
+    for key in ("gold/a/1.flac", "gold/a/2.flac", "gold/b/3.flac", "bronze/x.parquet", "bronze_other/y"):
+        lake.put(key, b"x")
+    walked = []
+    real_rglob = type(tmp_path).rglob
+    monkeypatch.setattr(type(tmp_path), "rglob", lambda self, pattern: walked.append(self) or real_rglob(self, pattern))
+    assert list(lake.list("gold/a/")) == ["gold/a/1.flac", "gold/a/2.flac"]
+    assert walked == [tmp_path / "gold" / "a"]
+    assert list(lake.list("bronze")) == ["bronze/x.parquet", "bronze_other/y"]  # a bare name prefix still works
+    assert list(lake.list("gold/a/1")) == ["gold/a/1.flac"]
+    assert list(lake.list("missing/")) == []

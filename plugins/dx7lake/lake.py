@@ -100,11 +100,18 @@ class LocalLake(Lake):
         return self._path(key).is_file()
 
     def list(self, prefix: str = "") -> Iterator[str]:
-        base = self.root
-        if not base.exists():
+        # walk only the folder the prefix names (its part up to the last "/"), not the
+        # whole lake: gold alone holds one file per render
+        folder = prefix.rpartition("/")[0]
+        if folder:
+            _check_key(folder)
+        base = self.root / folder if folder else self.root
+        if not base.is_dir():
             return iter(())
         keys = (
-            p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")
+            p.relative_to(self.root).as_posix()
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".tmp-")
         )
         return iter(sorted(k for k in keys if k.startswith(prefix)))
 
