@@ -1,0 +1,14 @@
+-- Musical statistics of each phrase, for filtering and for the dataset card.
+{{ config(indexes=[{'columns': ['phrase_id'], 'unique': true}, {'columns': ['content_hash']}]) }}
+
+select
+    phrase_id,
+    content_hash,
+    n_notes,
+    pitch_min,
+    pitch_max,
+    pitch_max - pitch_min as pitch_range,
+    distinct_pitches,
+    max_polyphony,
+    round(n_notes::numeric / {{ var('beats_per_phrase') }}, 3) as notes_per_beat
+from {{ ref('int_phrases') }}
