@@ -121,3 +121,48 @@ def test_no_content_is_in_two_splits_and_moves_are_counted(built):
     assert leaks == 0
     assert got == splits
     assert counted == per_song == moved
+
+
+def test_incremental_build_equals_a_full_refresh(pg_url):
+    """Reload one partition with other songs and add a new one: the incremental build
+    rebuilds just those partitions and ends where a full refresh ends."""
+    first, second = synthetic_notes(96, motifs=60), synthetic_notes(96, motifs=60, seed=1)
+    old, new = partitions(first), partitions(second)
+    # split is a function of midi_id and so is p: 0-c hold train songs, d test, e-f validate
+    keep, reload, add = ["0", "1"], "d", "f"
+    with psycopg.connect(pg_url) as conn:
+        warehouse.ensure_schema(conn)
+        for p in [*keep, reload]:
+            warehouse.load_bronze_partition(conn, p, old[p], "run-1")
+    run_dbt(["build", "--quiet"], url=pg_url)
+
+    def snapshot() -> tuple[list, list]:
+        with psycopg.connect(pg_url) as conn:
+            phrases = conn.execute("select * from silver.phrases order by phrase_id").fetchall()
+            loaded = conn.execute(
+                "select bronze_p, min(loaded_at) from intermediate.int_phrases group by bronze_p order by bronze_p"
+            ).fetchall()
+        return phrases, loaded
+
+    _, loaded_before = snapshot()
+    with psycopg.connect(pg_url) as conn:
+        warehouse.load_bronze_partition(conn, reload, new[reload], "run-2")
+        warehouse.load_bronze_partition(conn, add, new[add], "run-2")
+    run_dbt(["build", "--quiet"], url=pg_url)
+    incremental, loaded_after = snapshot()
+    run_dbt(["build", "--quiet", "--full-refresh"], url=pg_url)
+    full, _ = snapshot()
+
+    assert incremental == full
+    unchanged = dict(loaded_before)
+    assert [(p, t) for p, t in loaded_after if p in keep] == [(p, unchanged[p]) for p in keep]
+    assert {p for p, _ in loaded_after} == {*keep, reload, add}
+
+    rows = [r for p in (*keep, reload, add) for r in (new if p in (reload, add) else old)[p].to_pylist()]
+    expected = python_phrases(rows)
+    splits = content_splits(expected)
+    with psycopg.connect(pg_url) as conn:
+        got = dict(conn.execute("select content_hash, set_type from silver.phrase_contents").fetchall())
+        moved = warehouse.scalar(conn, "select sum(n_phrases) from silver.split_moves")
+    assert got == splits
+    assert moved == sum(1 for v in expected.values() if splits[v["content_hash"]] != v["song"][1]) > 0
