@@ -31,6 +31,11 @@ def as_rows(table: pa.Table) -> list[tuple]:
     return list(zip(*(table.column(c).to_pylist() for c in BRONZE_SCHEMA.names), strict=True))
 
 
+def with_column(table: pa.Table, name: str, values: list) -> pa.Table:
+    field = BRONZE_SCHEMA.field(name)
+    return table.set_column(BRONZE_SCHEMA.get_field_index(name), field, pa.array(values, field.type))
+
+
 @pytest.fixture
 def parts() -> dict[str, pa.Table]:
     return partitions(synthetic_notes(40, phrases_per_track=8))
@@ -39,18 +44,12 @@ def parts() -> dict[str, pa.Table]:
 def test_copy_round_trips_every_value_exactly(pg_url, parts):
     p, table = next(iter(parts.items()))
     # strings CSV must quote, an empty string that must not turn into NULL, NULL ints and doubles
-    awkward = ['a,b', 'say "hi"', "two\nlines", "", "tab\there", "back\\slash", "ünïcödé"]
+    awkward = ["a,b", 'say "hi"', "two\nlines", "", "tab\there", "back\\slash", "ünïcödé"]
     table = table.slice(0, len(awkward))
-    table = table.set_column(BRONZE_SCHEMA.get_field_index("source_key"), "source_key", pa.array(awkward))
-    table = table.set_column(
-        BRONZE_SCHEMA.get_field_index("channel"), "channel", pa.array([None, 1, 2, 3, 4, 5, 6], pa.int16())
-    )
-    table = table.set_column(
-        BRONZE_SCHEMA.get_field_index("start_seconds"), "start_seconds", pa.array([None, 0.1, 1 / 3, 1e-300, 2.5e10, 0.0, 7.0])
-    )
-    table = table.set_column(
-        BRONZE_SCHEMA.get_field_index("start_time"), "start_time", pa.array([0.1, 1 / 3, 2 / 3, 5.125, 1e-9, 123456.789, 0.0])
-    )
+    table = with_column(table, "source_key", awkward)
+    table = with_column(table, "channel", [None, 1, 2, 3, 4, 5, 6])
+    table = with_column(table, "start_seconds", [None, 0.1, 1 / 3, 1e-300, 2.5e10, 0.0, 7.0])
+    table = with_column(table, "start_time", [0.1, 1 / 3, 2 / 3, 5.125, 1e-9, 123456.789, 0.0])
     with psycopg.connect(pg_url) as conn:
         warehouse.ensure_schema(conn)
         warehouse.load_bronze_partition(conn, p, table, "run-1")
@@ -78,7 +77,7 @@ def test_bad_input_fails_clearly_and_keeps_the_previous_partition(pg_url, parts)
         before = raw_rows(conn)
         with pytest.raises(warehouse.PartitionMismatch, match=f"partition '{other}'"):
             warehouse.load_bronze_partition(conn, other, table, "run-2")
-        bad = table.set_column(BRONZE_SCHEMA.get_field_index("velocity"), "velocity", pa.array([None] * table.num_rows, pa.int64()))
+        bad = with_column(table, "velocity", [None] * table.num_rows)
         with pytest.raises(psycopg.errors.NotNullViolation):
             warehouse.load_bronze_partition(conn, p, bad, "run-2")
         assert raw_rows(conn) == before
@@ -88,7 +87,7 @@ def test_bad_input_fails_clearly_and_keeps_the_previous_partition(pg_url, parts)
 def test_a_load_killed_during_copy_leaves_the_table_as_it_was(pg_url, tmp_path):
     """A separate process loads a big partition and is SIGKILLed while its COPY streams."""
     big = synthetic_notes(200, phrases_per_track=64)
-    big = big.set_column(BRONZE_SCHEMA.get_field_index("p"), "p", pa.array(["0"] * big.num_rows))
+    big = with_column(big, "p", ["0"] * big.num_rows)
     with psycopg.connect(pg_url) as conn:
         warehouse.ensure_schema(conn)
         warehouse.load_bronze_partition(conn, "0", big.slice(0, 1000), "before")

@@ -18,6 +18,10 @@ from .midi import BRONZE_SCHEMA, set_type_of
 _DURATIONS = np.array([0.25, 0.5, 1.0, 2.0])
 
 
+def _hex(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
 def _motifs(rng: np.random.Generator, count: int) -> list[np.ndarray]:
     """Rows of (offset, duration, velocity, pitch) inside one 4-beat window."""
     motifs = []
@@ -52,16 +56,17 @@ def synthetic_notes(
     song = phrase // (phrases_per_track * tracks)
 
     midi_ids = [hashlib.md5(f"synthetic:{seed}:{s}".encode()).hexdigest() for s in range(songs)]
-    track_ids = [hashlib.blake2b(f"{m}:{t}".encode(), digest_size=8).hexdigest() for m in midi_ids for t in range(tracks)]
+    track_ids = [_hex(f"{m}:{t}") for m in midi_ids for t in range(tracks)]
     track_of_row = pa.array(track_ids).take(song * tracks + track)
     per_song = pa.array(song)
     start = bucket * 4.0 + rows[:, 0]
+    n = len(start)
     is_drum = track == tracks - 1
     return pa.table(
         {
             "midi_id": pa.array(midi_ids).take(per_song),
             "track_id": track_of_row,
-            "message_id": pc.binary_join_element_wise(track_of_row, pa.array(np.char.mod("%08x", np.arange(len(start)))), ""),
+            "message_id": pc.binary_join_element_wise(track_of_row, pa.array(np.char.mod("%08x", np.arange(n))), ""),
             "start_time": start,
             "duration": rows[:, 1],
             "velocity": rows[:, 2].astype(np.int64),
@@ -69,7 +74,7 @@ def synthetic_notes(
             "set_type": pa.array([set_type_of(m) for m in midi_ids]).take(per_song),
             "p": pa.array([m[0] for m in midi_ids]).take(per_song),
             "channel": np.where(is_drum, 9, track).astype(np.int16),
-            "program": np.zeros(len(start), np.int16),
+            "program": np.zeros(n, np.int16),
             "is_drum": is_drum,
             "track_index": track.astype(np.int32),
             "start_seconds": start * 0.5,

@@ -69,6 +69,7 @@ create table if not exists gold.renders (
 );
 """
 
+
 class PartitionMismatch(ValueError):
     """Rows of another partition were handed to a partition load."""
 
@@ -121,7 +122,8 @@ def load_bronze_partition(conn: psycopg.Connection, p: str, table: pa.Table | No
         raise PartitionMismatch(f"partition {p!r} load got rows of {others} other partition(s)")
     cols = ", ".join(BRONZE_SCHEMA.names)
     with conn.transaction():
-        conn.execute("create temp table stage_notes (like raw.detailed_notes) on commit drop")
+        # one staging table per session, emptied by every commit or rollback
+        conn.execute("create temp table if not exists stage_notes (like raw.detailed_notes) on commit delete rows")
         nbytes = copy_csv(conn, "stage_notes", table)
         conn.execute("delete from raw.detailed_notes where p = %s", (p,))
         conn.execute(f"insert into raw.detailed_notes ({cols}) select {cols} from stage_notes")
