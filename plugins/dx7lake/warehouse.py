@@ -122,8 +122,10 @@ def load_bronze_partition(conn: psycopg.Connection, p: str, table: pa.Table | No
         raise PartitionMismatch(f"partition {p!r} load got rows of {others} other partition(s)")
     cols = ", ".join(BRONZE_SCHEMA.names)
     with conn.transaction():
-        # one staging table per session, emptied by every commit or rollback
+        # one staging table per session, emptied at commit; truncated here too, for a caller
+        # that runs this inside its own transaction (then this block is only a savepoint)
         conn.execute("create temp table if not exists stage_notes (like raw.detailed_notes) on commit delete rows")
+        conn.execute("truncate stage_notes")
         nbytes = copy_csv(conn, "stage_notes", table)
         conn.execute("delete from raw.detailed_notes where p = %s", (p,))
         conn.execute(f"insert into raw.detailed_notes ({cols}) select {cols} from stage_notes")
