@@ -123,3 +123,16 @@ def test_a_load_killed_during_copy_leaves_the_table_as_it_was(pg_url, tmp_path):
         assert raw_rows(conn) == before
         assert warehouse.scalar(conn, "select count(*) from ops.load_stats where run_id = 'killed'") == 0
         assert warehouse.scalar(conn, "select count(*) from ops.load_stats where run_id = 'before'") == 1
+
+
+def test_loads_inside_a_callers_transaction_stage_only_their_own_rows(pg_url, parts):
+    """Inside an open transaction each load is a savepoint, so no commit empties the
+    session's staging table between loads: the load must."""
+    (p, first), (q, second) = list(parts.items())[:2]
+    with psycopg.connect(pg_url) as conn:
+        warehouse.ensure_schema(conn)
+        conn.execute("select 1")  # the connection is now inside a transaction
+        warehouse.load_bronze_partition(conn, p, first, "run-1")
+        warehouse.load_bronze_partition(conn, q, second, "run-1")
+        conn.commit()
+        assert raw_rows(conn) == as_rows(pa.concat_tables([first, second]))
