@@ -113,7 +113,8 @@ def load_bronze_partition(conn: psycopg.Connection, p: str, table: pa.Table | No
     partition and inserts the staged rows: readers see the old partition or the new one,
     a failure or a killed process leaves the old one, and a rerun leaves the same rows.
     ``ops.load_stats`` gets one row per (run, partition) in the same transaction, so the
-    stats never describe rows that are not there. ``table=None`` empties the partition.
+    stats never describe rows that are not there (``bytes`` is the CSV sent by COPY).
+    ``table=None`` empties the partition.
     """
     started = time.perf_counter()
     table = pa.table({}, schema=BRONZE_SCHEMA) if table is None else table.select(BRONZE_SCHEMA.names)
