@@ -124,15 +124,15 @@ def test_no_content_is_in_two_splits_and_moves_are_counted(built):
 
 
 def test_incremental_build_equals_a_full_refresh(pg_url):
-    """Reload one partition with other songs and add a new one: the incremental build
+    """Reload one partition with other songs, empty one and add one: the incremental build
     rebuilds just those partitions and ends where a full refresh ends."""
     first, second = synthetic_notes(96, motifs=60), synthetic_notes(96, motifs=60, seed=1)
     old, new = partitions(first), partitions(second)
     # split is a function of midi_id and so is p: 0-c hold train songs, d test, e-f validate
-    keep, reload, add = ["0", "1"], "d", "f"
+    keep, emptied, reload, add = ["0", "1"], "2", "d", "f"
     with psycopg.connect(pg_url) as conn:
         warehouse.ensure_schema(conn)
-        for p in [*keep, reload]:
+        for p in [*keep, emptied, reload]:
             warehouse.load_bronze_partition(conn, p, old[p], "run-1")
     run_dbt(["build", "--quiet"], url=pg_url)
 
@@ -148,6 +148,7 @@ def test_incremental_build_equals_a_full_refresh(pg_url):
     with psycopg.connect(pg_url) as conn:
         warehouse.load_bronze_partition(conn, reload, new[reload], "run-2")
         warehouse.load_bronze_partition(conn, add, new[add], "run-2")
+        warehouse.load_bronze_partition(conn, emptied, None, "run-2")
     run_dbt(["build", "--quiet"], url=pg_url)
     incremental, loaded_after = snapshot()
     run_dbt(["build", "--quiet", "--full-refresh"], url=pg_url)

@@ -117,7 +117,7 @@ def load_bronze_partition(conn: psycopg.Connection, p: str, table: pa.Table | No
     ``table=None`` empties the partition.
     """
     started = time.perf_counter()
-    table = pa.table({}, schema=BRONZE_SCHEMA) if table is None else table.select(BRONZE_SCHEMA.names)
+    table = BRONZE_SCHEMA.empty_table() if table is None else table.select(BRONZE_SCHEMA.names)
     others = pc.count_distinct(pc.filter(table.column("p"), pc.not_equal(table.column("p"), p))).as_py()
     if others:
         raise PartitionMismatch(f"partition {p!r} load got rows of {others} other partition(s)")

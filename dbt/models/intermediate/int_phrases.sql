@@ -6,13 +6,24 @@
 -- the content alone and never moves when more songs arrive.
 --
 -- Incremental by bronze partition: a run rebuilds only the partitions loaded since the
--- last one (their latest ops.load_stats row is newer than what this table holds), with a
--- delete+insert on bronze_p, the same replace-a-partition rule as the raw load.
+-- last one (their latest ops.load_stats row is newer than what this table holds), the same
+-- replace-a-partition rule as the raw load: the pre-hook drops their old phrases (also
+-- when a partition was reloaded empty), then the new ones are appended, in one transaction.
+{#- raw: a hook is rendered when it runs, where is_incremental() and this are known -#}
+{% set drop_reloaded_partitions %}{% raw %}
+    {% if is_incremental() %}
+    delete from {{ this }} as t
+    using (
+        select p, max(loaded_at) as loaded_at from {{ source('ops', 'load_stats') }} group by p
+    ) as l
+    where l.p = t.bronze_p and l.loaded_at > t.loaded_at
+    {% endif %}
+{% endraw %}{% endset %}
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='bronze_p',
+        incremental_strategy='append',
+        pre_hook=drop_reloaded_partitions,
         on_schema_change='fail',
         indexes=[
             {'columns': ['phrase_id'], 'unique': true},
