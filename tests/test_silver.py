@@ -42,8 +42,32 @@ def python_phrases(rows: list[dict]) -> dict[tuple[str, int], dict]:
     out = {}
     for key, notes in grouped.items():
         content = ";".join(",".join(map(str, n)) for n in sorted(notes))
-        out[key] = {"content_hash": hashlib.md5(content.encode()).hexdigest(), "n_notes": len(notes), "song": song[key]}
+        out[key] = {
+            "content_hash": hashlib.md5(content.encode()).hexdigest(),
+            "n_notes": len(notes),
+            "song": song[key],
+            "stats": (len({n[3] for n in notes}), max_polyphony(notes)),
+        }
     return out
+
+
+def max_polyphony(notes: list[tuple[int, int, int, int]]) -> int:
+    """Most notes sounding at once: a note ending at t no longer sounds at t."""
+    events = sorted([(o, 1) for o, *_ in notes] + [(o + d, -1) for o, d, *_ in notes], key=lambda e: (e[0], e[1]))
+    sounding = peak = 0
+    for _, delta in events:
+        sounding += delta
+        peak = max(peak, sounding)
+    return peak
+
+
+def phrase_stats(conn: psycopg.Connection) -> dict[tuple[str, int], tuple[int, int]]:
+    """(track, bucket) -> (distinct pitches, max polyphony) from silver.phrase_stats."""
+    rows = conn.execute(
+        "select p.track_id, p.bucket, s.distinct_pitches, s.max_polyphony"
+        " from silver.phrases p join silver.phrase_stats s using (phrase_id)"
+    )
+    return {(t, b): (d, m) for t, b, d, m in rows}
 
 
 def content_splits(phrases: dict[tuple[str, int], dict]) -> dict[str, str]:
@@ -87,10 +111,12 @@ def test_phrases_match_an_independent_python_computation(built):
             (t, b): (h, n)
             for t, b, h, n in conn.execute("select track_id, bucket, content_hash, n_notes from silver.phrases")
         }
+        stats = phrase_stats(conn)
         unique = warehouse.scalar(conn, "select count(*) from silver.phrase_contents")
         plan = stages.plan_render(built)
     assert len(got) == len(expected) > 100
     assert got == {k: (v["content_hash"], v["n_notes"]) for k, v in expected.items()}
+    assert stats == {k: v["stats"] for k, v in expected.items()}
     assert unique == plan["unique_phrases"] == len({v["content_hash"] for v in expected.values()}) < len(expected)
 
 
@@ -165,5 +191,8 @@ def test_incremental_build_equals_a_full_refresh(pg_url):
     with psycopg.connect(pg_url) as conn:
         got = dict(conn.execute("select content_hash, set_type from silver.phrase_contents").fetchall())
         moved = warehouse.scalar(conn, "select sum(n_phrases) from silver.split_moves")
+        stats = phrase_stats(conn)
+    assert stats == {k: v["stats"] for k, v in expected.items()}
+    assert max(m for _, m in stats.values()) > 1
     assert got == splits
     assert moved == sum(1 for v in expected.values() if splits[v["content_hash"]] != v["song"][1]) > 0
