@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from .midi import BRONZE_SCHEMA
 
@@ -66,45 +69,75 @@ create table if not exists gold.renders (
 );
 """
 
-_PG_TYPES = {
-    pa.string(): "text",
-    pa.float64(): "double precision",
-    pa.int64(): "bigint",
-    pa.int32(): "integer",
-    pa.int16(): "smallint",
-    pa.bool_(): "boolean",
-}
+
+class PartitionMismatch(ValueError):
+    """Rows of another partition were handed to a partition load."""
 
 
 def ensure_schema(conn: psycopg.Connection) -> None:
+    """Create the schemas and tables; mapped load tasks call it concurrently, so the DDL
+    runs under a transaction-scoped advisory lock (``if not exists`` alone can race)."""
     with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(hashtext('dx7lake.ensure_schema'))")
         conn.execute(DDL)
 
 
+def csv_chunks(table: pa.Table, batch_rows: int = 1 << 16) -> Iterator[pa.Buffer]:
+    """``table`` as headerless CSV in bounded chunks, written by Arrow's C++ writer.
+
+    Postgres' CSV format reads Arrow's output as it is: strings are always quoted (so an
+    empty string stays one), nulls are unquoted empty fields, doubles are printed in their
+    shortest round-trip form (no precision is lost), booleans as true/false.
+    """
+    options = pacsv.WriteOptions(include_header=False)
+    for batch in table.to_batches(max_chunksize=batch_rows):
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(batch, sink, options)
+        yield sink.getvalue()
+
+
+def copy_csv(conn: psycopg.Connection, relation: str, table: pa.Table) -> int:
+    """COPY ``table`` into ``relation`` (columns by name); returns the bytes sent."""
+    sent = 0
+    with conn.cursor().copy(f"copy {relation} ({', '.join(table.column_names)}) from stdin (format csv)") as copy:
+        for chunk in csv_chunks(table):
+            copy.write(memoryview(chunk))
+            sent += chunk.size
+    return sent
+
+
 def load_bronze_partition(conn: psycopg.Connection, p: str, table: pa.Table | None, run_id: str) -> dict:
-    """Replace partition ``p`` of raw.detailed_notes with ``table`` atomically."""
+    """Replace partition ``p`` of raw.detailed_notes with ``table`` atomically.
+
+    COPY fills a temporary table (no WAL, no indexes), then one transaction deletes the
+    partition and inserts the staged rows: readers see the old partition or the new one,
+    a failure or a killed process leaves the old one, and a rerun leaves the same rows.
+    ``ops.load_stats`` gets one row per (run, partition) in the same transaction, so the
+    stats never describe rows that are not there (``bytes`` is the CSV sent by COPY).
+    ``table=None`` empties the partition.
+    """
     started = time.perf_counter()
-    cols = BRONZE_SCHEMA.names
-    rows = 0 if table is None else table.num_rows
+    table = BRONZE_SCHEMA.empty_table() if table is None else table.select(BRONZE_SCHEMA.names)
+    others = pc.count_distinct(pc.filter(table.column("p"), pc.not_equal(table.column("p"), p))).as_py()
+    if others:
+        raise PartitionMismatch(f"partition {p!r} load got rows of {others} other partition(s)")
+    cols = ", ".join(BRONZE_SCHEMA.names)
     with conn.transaction():
-        conn.execute("create temp table stage_notes (like raw.detailed_notes including defaults) on commit drop")
-        if table is not None:
-            table = table.select(cols)
-            with conn.cursor().copy(f"copy stage_notes ({', '.join(cols)}) from stdin") as copy:
-                copy.set_types([_PG_TYPES[f.type] for f in BRONZE_SCHEMA])
-                for row in zip(*(table.column(c).to_pylist() for c in cols), strict=True):
-                    copy.write_row(row)
+        # one staging table per session, emptied at commit; truncated here too, for a caller
+        # that runs this inside its own transaction (then this block is only a savepoint)
+        conn.execute("create temp table if not exists stage_notes (like raw.detailed_notes) on commit delete rows")
+        conn.execute("truncate stage_notes")
+        nbytes = copy_csv(conn, "stage_notes", table)
         conn.execute("delete from raw.detailed_notes where p = %s", (p,))
-        conn.execute(f"insert into raw.detailed_notes ({', '.join(cols)}) select {', '.join(cols)} from stage_notes")
+        conn.execute(f"insert into raw.detailed_notes ({cols}) select {cols} from stage_notes")
         seconds = time.perf_counter() - started
-        nbytes = 0 if table is None else table.nbytes
         conn.execute(
             """insert into ops.load_stats (run_id, p, rows, bytes, seconds) values (%s, %s, %s, %s, %s)
                on conflict (run_id, p) do update set rows = excluded.rows, bytes = excluded.bytes,
                seconds = excluded.seconds, loaded_at = now()""",
-            (run_id, p, rows, nbytes, seconds),
+            (run_id, p, table.num_rows, nbytes, seconds),
         )
-    return {"p": p, "rows": rows, "seconds": round(seconds, 4)}
+    return {"p": p, "rows": table.num_rows, "bytes": nbytes, "seconds": round(seconds, 4)}
 
 
 def load_manifest_rows(conn: psycopg.Connection, patch_id: str, render_p: int, table: pa.Table) -> int:

@@ -1,9 +1,33 @@
 -- Unique phrase contents: what the render stage turns into audio, once per patch.
+--
+-- A content belongs to exactly one split, train first: if any train song plays it, it is
+-- train; else test if any test song plays it; else validate. So test and validate never
+-- hold a content the model was trained on, and test and validate never share one either.
+{{
+    config(
+        indexes=[
+            {'columns': ['content_hash'], 'unique': true},
+            {'columns': ['p']},
+        ],
+    )
+}}
+
+with phrases as (
+    select * from {{ ref('int_phrases') }}
+)
+
 select
     content_hash,
     min(p) as p,
-    (array_agg(notes))[1] as notes,
+    (array_agg(notes order by phrase_id))[1] as notes,
     min(n_notes) as n_notes,
-    count(*) as n_phrases
-from {{ ref('phrases') }}
+    count(*) as n_phrases,
+    count(distinct midi_id) as n_songs,
+    count(distinct song_set_type) as n_song_splits,
+    case min(case song_set_type when 'train' then 0 when 'test' then 1 else 2 end)
+        when 0 then 'train'
+        when 1 then 'test'
+        else 'validate'
+    end as set_type
+from phrases
 group by content_hash

@@ -7,7 +7,7 @@ select
     message_id as note_id,
     track_id,
     midi_id,
-    set_type,
+    set_type as song_set_type,
     p as bronze_p,
     cast(start_time as double precision) as start_beats,
     cast(duration as double precision) as duration_beats,

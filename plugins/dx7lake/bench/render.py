@@ -17,12 +17,13 @@ import resource
 import tempfile
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
 from ..corpus import write_demo_corpus
 from ..lake import LocalLake
-from ..midi import iter_source, parse_midi
+from ..midi import parse_midi
 from ..patches import Voice, choose_voices
 from ..render import PhraseRenderer, render_partition
 from ..render_engine import DexedNotes, Note, RenderSpec
@@ -39,8 +40,8 @@ def chorale_phrases(limit: int = CHORALES) -> list[tuple[str, list[Note]]]:
     phrases: dict[tuple, list] = defaultdict(list)
     with tempfile.TemporaryDirectory() as landing:
         write_demo_corpus(landing, limit)
-        for key, data in iter_source(landing):
-            table = parse_midi(data, key).to_pydict()
+        for path in sorted(Path(landing).rglob("*.mid")):
+            table = parse_midi(path.read_bytes(), path.name).to_pydict()
             for track, start, dur, vel, pitch, drum in zip(
                 table["track_id"],
                 table["start_time"],

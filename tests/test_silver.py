@@ -1,0 +1,198 @@
+"""Silver (dbt) on the real embedded Postgres: phrases checked against plain Python.
+
+The chorales go through the real extract and load, then ``dbt build`` (every model, data
+test and unit test); the phrase rows are then recomputed from the bronze parquet with
+nothing but the written rule, and must agree row for row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+
+import psycopg
+import pytest
+
+from dx7lake import stages, warehouse
+from dx7lake.config import load_settings
+from dx7lake.lake import open_lake
+from dx7lake.midi import read_bronze_partition
+from dx7lake.synthetic import partitions, synthetic_notes
+from dx7lake.transform import run_dbt
+
+SPLIT_ORDER = ("train", "test", "validate")
+
+
+def python_phrases(rows: list[dict]) -> dict[tuple[str, int], dict]:
+    """The phrase rule from DESIGN.md, written independently of the SQL.
+
+    Starts and durations go on the 0.01-beat grid (Python's round: half to even), then
+    bucket = floor(start / 4) and offset = start - 4 * bucket; drums are not phrases.
+    """
+    grouped: dict[tuple[str, int], list] = defaultdict(list)
+    song: dict[tuple[str, int], tuple[str, str]] = {}
+    for r in rows:
+        if r["is_drum"]:
+            continue
+        start = round(r["start_time"] * 100)
+        bucket = start // 400
+        key = (r["track_id"], bucket)
+        grouped[key].append((start - 400 * bucket, round(r["duration"] * 100), r["velocity"], r["note"]))
+        song[key] = (r["midi_id"], r["set_type"])
+    out = {}
+    for key, notes in grouped.items():
+        content = ";".join(",".join(map(str, n)) for n in sorted(notes))
+        out[key] = {
+            "content_hash": hashlib.md5(content.encode()).hexdigest(),
+            "n_notes": len(notes),
+            "song": song[key],
+            "stats": (len({n[3] for n in notes}), max_polyphony(notes)),
+        }
+    return out
+
+
+def max_polyphony(notes: list[tuple[int, int, int, int]]) -> int:
+    """Most notes sounding at once: a note ending at t no longer sounds at t."""
+    events = sorted([(o, 1) for o, *_ in notes] + [(o + d, -1) for o, d, *_ in notes], key=lambda e: (e[0], e[1]))
+    sounding = peak = 0
+    for _, delta in events:
+        sounding += delta
+        peak = max(peak, sounding)
+    return peak
+
+
+def phrase_stats(conn: psycopg.Connection) -> dict[tuple[str, int], tuple[int, int]]:
+    """(track, bucket) -> (distinct pitches, max polyphony) from silver.phrase_stats."""
+    rows = conn.execute(
+        "select p.track_id, p.bucket, s.distinct_pitches, s.max_polyphony"
+        " from silver.phrases p join silver.phrase_stats s using (phrase_id)"
+    )
+    return {(t, b): (d, m) for t, b, d, m in rows}
+
+
+def content_splits(phrases: dict[tuple[str, int], dict]) -> dict[str, str]:
+    """Train first: each content goes to the earliest split any of its songs is in."""
+    splits: dict[str, str] = {}
+    for ph in phrases.values():
+        h, split = ph["content_hash"], ph["song"][1]
+        if h not in splits or SPLIT_ORDER.index(split) < SPLIT_ORDER.index(splits[h]):
+            splits[h] = split
+    return splits
+
+
+@pytest.fixture(scope="module")
+def built(pg_server, chorales, tmp_path_factory):
+    """Chorales extracted, loaded and built once for this module's tests."""
+    name = "silver_chorales"
+    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+        conn.execute(f"drop database if exists {name}")
+        conn.execute(f"create database {name}")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DX7LAKE_HOME", str(tmp_path_factory.mktemp("home")))
+        mp.setenv("DX7LAKE_PG_URL", pg_server.get_uri(name))
+        mp.setenv("DX7LAKE_SOURCE", str(chorales))
+        settings = load_settings()
+        stages.extract(settings)
+        for p in stages.bronze_partitions(settings):
+            stages.load_partition(settings, p, "run-1")
+        run_dbt(["build", "--quiet"], settings=settings)  # raises unless every test passes
+        yield settings
+
+
+def bronze_rows(settings) -> list[dict]:
+    lake = open_lake(settings.lake_uri)
+    return [r for p in stages.bronze_partitions(settings) for r in read_bronze_partition(lake, p).to_pylist()]
+
+
+def test_phrases_match_an_independent_python_computation(built):
+    expected = python_phrases(bronze_rows(built))
+    with psycopg.connect(built.pg_url) as conn:
+        got = {
+            (t, b): (h, n)
+            for t, b, h, n in conn.execute("select track_id, bucket, content_hash, n_notes from silver.phrases")
+        }
+        stats = phrase_stats(conn)
+        unique = warehouse.scalar(conn, "select count(*) from silver.phrase_contents")
+        plan = stages.plan_render(built)
+    assert len(got) == len(expected) > 100
+    assert got == {k: (v["content_hash"], v["n_notes"]) for k, v in expected.items()}
+    assert stats == {k: v["stats"] for k, v in expected.items()}
+    assert unique == plan["unique_phrases"] == len({v["content_hash"] for v in expected.values()}) < len(expected)
+
+
+def test_render_partition_and_notes_follow_the_content(built):
+    with psycopg.connect(built.pg_url) as conn:
+        rows = conn.execute("select content_hash, p, notes, n_notes from silver.phrase_contents").fetchall()
+    for content_hash, p, notes, n_notes in rows:
+        assert p == int(content_hash[:8], 16) % 16
+        assert len(notes) == n_notes
+        content = ";".join(",".join(str(round(x * 100)) for x in n[:2]) + f",{n[2]},{n[3]}" for n in notes)
+        assert hashlib.md5(content.encode()).hexdigest() == content_hash
+        assert notes == sorted(notes) and all(0 <= n[0] < 4 for n in notes)
+
+
+def test_no_content_is_in_two_splits_and_moves_are_counted(built):
+    expected = python_phrases(bronze_rows(built))
+    splits = content_splits(expected)
+    moved = sum(1 for v in expected.values() if splits[v["content_hash"]] != v["song"][1])
+    with psycopg.connect(built.pg_url) as conn:
+        leaks = warehouse.scalar(
+            conn,
+            "select count(*) from (select content_hash from silver.phrases group by content_hash"
+            " having count(distinct set_type) > 1) x",
+        )
+        got = dict(conn.execute("select content_hash, set_type from silver.phrase_contents").fetchall())
+        counted = warehouse.scalar(conn, "select sum(n_phrases) from silver.split_moves")
+        per_song = warehouse.scalar(conn, "select sum(n_phrases_moved) from silver.song_summary")
+    assert leaks == 0
+    assert got == splits
+    assert counted == per_song == moved
+
+
+def test_incremental_build_equals_a_full_refresh(pg_url):
+    """Reload one partition with other songs, empty one and add one: the incremental build
+    rebuilds just those partitions and ends where a full refresh ends."""
+    first, second = synthetic_notes(96, motifs=60), synthetic_notes(96, motifs=60, seed=1)
+    old, new = partitions(first), partitions(second)
+    # split is a function of midi_id and so is p: 0-c hold train songs, d test, e-f validate
+    keep, emptied, reload, add = ["0", "1"], "2", "d", "f"
+    with psycopg.connect(pg_url) as conn:
+        warehouse.ensure_schema(conn)
+        for p in [*keep, emptied, reload]:
+            warehouse.load_bronze_partition(conn, p, old[p], "run-1")
+    run_dbt(["build", "--quiet"], url=pg_url)
+
+    def snapshot() -> tuple[list, list]:
+        with psycopg.connect(pg_url) as conn:
+            phrases = conn.execute("select * from silver.phrases order by phrase_id").fetchall()
+            loaded = conn.execute(
+                "select bronze_p, min(loaded_at) from intermediate.int_phrases group by bronze_p order by bronze_p"
+            ).fetchall()
+        return phrases, loaded
+
+    _, loaded_before = snapshot()
+    with psycopg.connect(pg_url) as conn:
+        warehouse.load_bronze_partition(conn, reload, new[reload], "run-2")
+        warehouse.load_bronze_partition(conn, add, new[add], "run-2")
+        warehouse.load_bronze_partition(conn, emptied, None, "run-2")
+    run_dbt(["build", "--quiet"], url=pg_url)
+    incremental, loaded_after = snapshot()
+    run_dbt(["build", "--quiet", "--full-refresh"], url=pg_url)
+    full, _ = snapshot()
+
+    assert incremental == full
+    unchanged = dict(loaded_before)
+    assert [(p, t) for p, t in loaded_after if p in keep] == [(p, unchanged[p]) for p in keep]
+    assert {p for p, _ in loaded_after} == {*keep, reload, add}
+
+    rows = [r for p in (*keep, reload, add) for r in (new if p in (reload, add) else old)[p].to_pylist()]
+    expected = python_phrases(rows)
+    splits = content_splits(expected)
+    with psycopg.connect(pg_url) as conn:
+        got = dict(conn.execute("select content_hash, set_type from silver.phrase_contents").fetchall())
+        moved = warehouse.scalar(conn, "select sum(n_phrases) from silver.split_moves")
+        stats = phrase_stats(conn)
+    assert stats == {k: v["stats"] for k, v in expected.items()}
+    assert max(m for _, m in stats.values()) > 1
+    assert got == splits
+    assert moved == sum(1 for v in expected.values() if splits[v["content_hash"]] != v["song"][1]) > 0
