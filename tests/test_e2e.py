@@ -64,6 +64,9 @@ def test_dag_runs_end_to_end_and_reruns_idempotently(settings, airflow_db, monke
     info = sf.info(io.BytesIO(lake.get(flacs[0])))
     assert (info.samplerate, info.channels, info.subtype) == (22050, 1, "PCM_16")
 
+    first_stats = _run_stats(settings.pg_url)
+    render_partitions = {key.rsplit("/", 1)[1] for key in manifests}  # p=NNNN.parquet, one per patch
+
     # a second run finds everything done: same rows, no new objects
     rerun = dag.test(run_conf={"patches": "epiano,sine"})
     assert rerun.state == "success"
@@ -74,12 +77,26 @@ def test_dag_runs_end_to_end_and_reruns_idempotently(settings, airflow_db, monke
     assert len([k for k in lake.list(GOLD_RENDERS + "/") if k.endswith(".flac")]) == len(flacs)
 
     # run statistics: each run records its own rows once; the rerun never touches the first's
-    with psycopg.connect(settings.pg_url) as conn:
-        runs = dict(conn.execute("select run_id, status from ops.pipeline_runs").fetchall())
-        stats = dict(conn.execute("select run_id, count(*) from ops.task_stats group by run_id").fetchall())
-        renders = dict(conn.execute("select run_id, count(*) from ops.render_stats group by run_id").fetchall())
-        checks = conn.execute("select run_id, bool_and(passed) from ops.validation_results group by run_id").fetchall()
-    assert runs == {run.run_id: "success", rerun.run_id: "success"}
-    assert stats[run.run_id] == stats[rerun.run_id] > 0
-    assert renders[run.run_id] == renders[rerun.run_id] > 0
-    assert sorted(checks) == sorted([(run.run_id, True), (rerun.run_id, True)])
+    after_rerun = _run_stats(settings.pg_url)
+    assert after_rerun["runs"] == {run.run_id: "success", rerun.run_id: "success"}
+    for table in ("task_stats", "render_stats"):
+        assert after_rerun[table][run.run_id] == first_stats[table][run.run_id], table
+    assert first_stats["render_stats"][run.run_id] == len(render_partitions) > 0  # one row per rendered partition
+    assert rerun.run_id not in after_rerun["render_stats"]  # the rerun's plan had nothing to render
+    assert after_rerun["task_stats"][rerun.run_id] > 0
+    assert sorted(after_rerun["checks"]) == sorted([(run.run_id, True), (rerun.run_id, True)])
+
+
+def _run_stats(pg_url: str) -> dict:
+    """Rows of the ops tables per run id."""
+    with psycopg.connect(pg_url) as conn:
+        return {
+            "runs": dict(conn.execute("select run_id, status from ops.pipeline_runs").fetchall()),
+            "task_stats": dict(conn.execute("select run_id, count(*) from ops.task_stats group by run_id").fetchall()),
+            "render_stats": dict(
+                conn.execute("select run_id, count(*) from ops.render_stats group by run_id").fetchall()
+            ),
+            "checks": conn.execute(
+                "select run_id, bool_and(passed) from ops.validation_results group by run_id"
+            ).fetchall(),
+        }

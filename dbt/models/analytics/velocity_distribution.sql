@@ -1,8 +1,9 @@
 -- Notes per MIDI velocity and split, pitched instruments only: the dynamics a model will hear.
 select
-    set_type,
+    -- the song's split: a note belongs to its song (phrases may move split to avoid leakage)
+    song_set_type as set_type,
     velocity,
     count(*) as n_notes
 from {{ ref('stg_detailed_notes') }}
 where not is_drum
-group by set_type, velocity
+group by song_set_type, velocity
