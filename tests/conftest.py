@@ -42,15 +42,39 @@ def pg_server(tmp_path_factory):
     server.cleanup()
 
 
-@pytest.fixture
-def pg_url(pg_server) -> str:
-    """A fresh database on the session server, so tests never see each other's rows."""
+def new_database(pg_server, prefix: str = "t") -> str:
+    """URL of a fresh database on the session server, so tests never see each other's rows."""
     import psycopg
 
-    name = f"t_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
         conn.execute(f"create database {name}")
     return pg_server.get_uri(name)
+
+
+def build_silver(settings, run_id: str = "test", dbt_args: tuple[str, ...] = ("build", "--quiet")) -> None:
+    """The stages up to silver, as the DAG runs them: extract, load every partition, dbt."""
+    from dx7lake import stages
+    from dx7lake.transform import run_dbt
+
+    stages.extract(settings)
+    for p in stages.bronze_partitions(settings):
+        stages.load_partition(settings, p, run_id)
+    run_dbt(list(dbt_args), settings=settings)  # raises unless every dbt test passes
+
+
+def build_gold(settings, patches: str) -> None:
+    """Render every pending partition with ``patches`` and load the manifests."""
+    from dx7lake import stages
+
+    for p in stages.plan_render(settings, patches)["partitions"]:
+        stages.render_partition(settings, p, patches)
+    stages.load_renders(settings)
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    return new_database(pg_server)
 
 
 @pytest.fixture(scope="session")
@@ -88,29 +112,18 @@ def rendered_home(tmp_path_factory, pg_server, chorales):
     """A finished run (bronze to gold, epiano and bell) on two chorales, shared read-only."""
     import shutil
 
-    import psycopg
-
-    from dx7lake import stages
     from dx7lake.config import Settings
-    from dx7lake.transform import run_dbt
 
     home = tmp_path_factory.mktemp("rendered")
     landing = home / "landing"
     landing.mkdir()
     for path in sorted(chorales.rglob("*.mid"))[:2]:
         shutil.copy(path, landing / path.name)
-    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
-        conn.execute("create database rendered_home")
     settings = Settings(
-        home=home, lake_uri=str(home / "lake"), source=str(landing), pg_url=pg_server.get_uri("rendered_home")
+        home=home, lake_uri=str(home / "lake"), source=str(landing), pg_url=new_database(pg_server, "rendered")
     )
-    stages.extract(settings)
-    for p in stages.bronze_partitions(settings):
-        stages.load_partition(settings, p, "rendered")
-    run_dbt(["build", "--quiet"], settings=settings)
-    for p in stages.plan_render(settings)["partitions"]:
-        stages.render_partition(settings, p, "epiano,bell")
-    stages.load_renders(settings)
+    build_silver(settings, "rendered")
+    build_gold(settings, "epiano,bell")
     return settings
 
 
@@ -147,3 +160,16 @@ def s3_lake_uri(moto_s3, monkeypatch) -> str:
     bucket = f"dx7lake-{uuid.uuid4().hex[:12]}"
     s3_client().create_bucket(Bucket=bucket)
     return f"s3://{bucket}/lake"
+
+
+@pytest.fixture
+def s3_env(moto_s3, monkeypatch) -> str:
+    """The moto endpoint as plain AWS environment (no Airflow connection): boto3's own chain."""
+    for key, value in {
+        "AWS_ENDPOINT_URL": moto_s3,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    return moto_s3

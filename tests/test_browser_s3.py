@@ -6,34 +6,15 @@ import dataclasses
 import re
 
 import boto3
-import pytest
 from fastapi.testclient import TestClient
-from moto.server import ThreadedMotoServer
 
 from dx7lake.browser.app import create_app
 from dx7lake.lake import open_lake
 
 
-@pytest.fixture
-def s3_endpoint(monkeypatch):
-    server = ThreadedMotoServer(port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    for name, value in {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    yield endpoint
-    server.stop()
-
-
-def test_browser_reads_gold_from_s3(rendered_home, s3_endpoint):
+def test_browser_reads_gold_from_s3(rendered_home, s3_env):
     local = open_lake(rendered_home.lake_uri)
-    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="lake")
+    boto3.client("s3", endpoint_url=s3_env).create_bucket(Bucket="lake")
     remote = open_lake("s3://lake/dx7")
     for key in local.list("gold/"):
         remote.put(key, local.get(key))

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import build_silver
+
 
 def test_extract_prints_json_summary(tmp_path, chorales):
     dx7lake = Path(sys.executable).with_name("dx7lake")
@@ -23,13 +25,8 @@ def test_extract_prints_json_summary(tmp_path, chorales):
 
 
 def test_validate_exits_non_zero_and_names_failures(settings):
-    from dx7lake import stages
     from dx7lake.cli import main
-    from dx7lake.transform import run_dbt
 
-    stages.extract(settings)
-    for p in stages.bronze_partitions(settings):
-        stages.load_partition(settings, p, "t")
-    run_dbt(["build", "--quiet"], settings=settings)
+    build_silver(settings)
     # nothing rendered yet: every unique phrase × patch is missing
     assert main(["validate", "--home", str(settings.home), "--patches", "sine"]) == 1

@@ -203,26 +203,13 @@ def test_lakh_detailed_notes_parquet_is_checked_and_passed_through(tmp_path, cho
 
 
 @pytest.fixture
-def s3(monkeypatch):
-    """A real S3 protocol endpoint (moto in server mode, over HTTP)."""
+def s3(s3_env):
+    """A bucket on the session's moto server (a real S3 protocol endpoint, over HTTP)."""
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    for key, value in {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    client = boto3.client("s3", endpoint_url=endpoint)
+    client = boto3.client("s3", endpoint_url=s3_env)
     client.create_bucket(Bucket="corpus")
-    yield client
-    server.stop()
+    return client
 
 
 def test_s3_source_into_an_s3_lake(s3, landing):

@@ -13,6 +13,7 @@ from collections import defaultdict
 import psycopg
 import pytest
 
+from conftest import build_silver, new_database
 from dx7lake import stages, warehouse
 from dx7lake.config import load_settings
 from dx7lake.lake import open_lake
@@ -83,19 +84,12 @@ def content_splits(phrases: dict[tuple[str, int], dict]) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def built(pg_server, chorales, tmp_path_factory):
     """Chorales extracted, loaded and built once for this module's tests."""
-    name = "silver_chorales"
-    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
-        conn.execute(f"drop database if exists {name}")
-        conn.execute(f"create database {name}")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DX7LAKE_HOME", str(tmp_path_factory.mktemp("home")))
-        mp.setenv("DX7LAKE_PG_URL", pg_server.get_uri(name))
+        mp.setenv("DX7LAKE_PG_URL", new_database(pg_server, "silver"))
         mp.setenv("DX7LAKE_SOURCE", str(chorales))
         settings = load_settings()
-        stages.extract(settings)
-        for p in stages.bronze_partitions(settings):
-            stages.load_partition(settings, p, "run-1")
-        run_dbt(["build", "--quiet"], settings=settings)  # raises unless every test passes
+        build_silver(settings, "run-1")
         yield settings
 
 

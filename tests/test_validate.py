@@ -7,7 +7,6 @@ module; each test injects one fault into the lake or the warehouse and undoes it
 from __future__ import annotations
 
 import io
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -18,6 +17,7 @@ import pyarrow.compute as pc
 import pytest
 import soundfile as sf
 
+from conftest import build_gold, build_silver, new_database
 from dx7lake import stages
 from dx7lake.audio_qa import expected_samples
 from dx7lake.config import Settings, load_settings
@@ -31,23 +31,13 @@ PATCHES = "sine"
 
 @pytest.fixture(scope="module")
 def run(pg_server, chorales, tmp_path_factory) -> Iterator[Settings]:
-    from dx7lake.transform import run_dbt
-
-    name = f"v_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
-        conn.execute(f"create database {name}")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DX7LAKE_HOME", str(tmp_path_factory.mktemp("home")))
-        mp.setenv("DX7LAKE_PG_URL", pg_server.get_uri(name))
+        mp.setenv("DX7LAKE_PG_URL", new_database(pg_server, "v"))
         mp.setenv("DX7LAKE_SOURCE", str(chorales))
         settings = load_settings()
-        stages.extract(settings)
-        for p in stages.bronze_partitions(settings):
-            stages.load_partition(settings, p, "setup")
-        run_dbt(["build", "--quiet", "--exclude", "path:models/analytics"], settings=settings)
-        for p in stages.plan_render(settings)["partitions"]:
-            stages.render_partition(settings, p, PATCHES)
-        stages.load_renders(settings)
+        build_silver(settings, "setup", ("build", "--quiet", "--exclude", "path:models/analytics"))
+        build_gold(settings, PATCHES)
         yield settings
 
 
