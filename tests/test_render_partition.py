@@ -63,7 +63,7 @@ def test_two_workers_write_exactly_what_one_worker_writes(tmp_path):
     one, two = LocalLake(tmp_path / "one"), LocalLake(tmp_path / "two")
     voices = choose_voices("bell,organ")
     render_partition(one, 0, iter(contents(48)), voices, SPEC, workers=1, batch_size=8)
-    stats = render_partition(two, 0, iter(contents(48)), voices, SPEC, workers=2, batch_size=8)
+    stats = render_partition(two, 0, iter(contents(48)), voices, SPEC, workers=2, batch_size=8, pool_min_renders=0)
     assert stats["workers"] == min(2, len(os.sched_getaffinity(0))) and stats["rendered"] == 96
     assert list(one.list()) == list(two.list())
     assert all(one.get(k) == two.get(k) for k in one.list())
@@ -178,13 +178,13 @@ def test_a_partition_renders_into_s3_through_the_task_process_client(monkeypatch
         client.create_bucket(Bucket="gold")
         lake = S3Lake("s3://gold/run1", client=client)
         voices = choose_voices("epiano")
-        first = render_partition(lake, 5, iter(contents(30)), voices, SPEC, workers=2, batch_size=8)
+        first = render_partition(lake, 5, iter(contents(30)), voices, SPEC, workers=2, batch_size=8, pool_min_renders=0)
         assert (first["rendered"], first["manifests_written"]) == (30, 1)
         keys = [o["Key"] for o in client.list_objects_v2(Bucket="gold", Prefix="run1/gold/")["Contents"]]
         assert len(keys) == 31 and f"run1/{manifest_key(voices[0].patch_id, 5)}" in keys
         row = lake.read_parquet(manifest_key(voices[0].patch_id, 5)).slice(0, 1).to_pylist()[0]
         assert render_row(row) == lake.get(row["key"])
-        again = render_partition(lake, 5, iter(contents(30)), voices, SPEC, workers=2)
+        again = render_partition(lake, 5, iter(contents(30)), voices, SPEC, workers=2, pool_min_renders=0)
         assert (again["rendered"], again["manifests_written"]) == (0, 0)
     finally:
         server.stop()

@@ -54,3 +54,10 @@ def test_a_daemonic_process_runs_the_jobs_itself():
 def test_a_single_job_runs_in_this_process():
     (out,) = ordered_map(_job, [7], workers=2, initializer=_init, initargs=(0,))
     assert out == (7, os.getpid())
+
+
+def test_too_few_jobs_for_a_pool_run_in_this_process():
+    out = list(ordered_map(_job, range(5), workers=2, initializer=_init, initargs=(0,), min_jobs=6))
+    assert {pid for _, pid in out} == {os.getpid()} and [n for n, _ in out] == list(range(5))
+    pooled = list(ordered_map(_job, range(6), workers=2, initializer=_init, initargs=(0,), min_jobs=6))
+    assert os.getpid() not in {pid for _, pid in pooled} and [n for n, _ in pooled] == list(range(6))

@@ -42,19 +42,22 @@ def ordered_map(
     initializer: Callable[..., None],
     initargs: tuple = (),
     in_flight: int | None = None,
+    min_jobs: int = 2,
 ) -> Iterator[Any]:
     """``fn`` over ``jobs`` in worker processes (in this one when ``workers`` is 1), in order.
 
-    A single job also runs here (starting a pool costs more than it saves), and so does
-    everything in a daemonic process (a Celery prefork child, say), which may not start
-    children; it says so.
+    Fewer than ``min_jobs`` jobs also run here (starting a pool costs more than it saves on
+    a little work), and so does everything in a daemonic process (a Celery prefork child,
+    say), which may not start children; it says so.
     """
     jobs = iter(jobs)
-    head = list(islice(jobs, 2))
     if workers > 1 and multiprocessing.current_process().daemon:
         log.warning("daemonic process: rendering in-process instead of %d workers", workers)
         workers = 1
-    if workers <= 1 or len(head) < 2:
+    min_jobs = max(2, min_jobs)
+    # look ahead only when a pool is possible: in-process, jobs stream one at a time
+    head = list(islice(jobs, min_jobs)) if workers > 1 else []
+    if workers <= 1 or len(head) < min_jobs:
         initializer(*initargs)
         for job in chain(head, jobs):
             yield fn(job)
