@@ -46,10 +46,18 @@ def extract_shard(settings: Settings, source: str | None, shard: int, shards: in
     return midi.extract_shard(source or settings.source, lake, shard=shard, shards=shards).as_dict()
 
 
+def task_results(value: Sequence[dict] | dict) -> list[dict]:
+    """One task's result, or a mapped task's results, as a list.
+
+    Mapped results arrive as a lazy XCom sequence: it is indexed by its length rather than
+    iterated, which would probe one offset past the end (an error in the task log).
+    """
+    return [value] if isinstance(value, dict) else [value[i] for i in range(len(value)) if value[i]]
+
+
 def merge_extract(results: Sequence[dict]) -> dict:
     """The run's extract totals from its shards (what the summary reads)."""
-    # a lazy XCom sequence: index it by its length (see write_summary)
-    return midi.merge_stats(results[i] for i in range(len(results)))
+    return midi.merge_stats(task_results(results))
 
 
 def bronze_partitions(settings: Settings) -> list[str]:
@@ -175,17 +183,12 @@ def finish_run(settings: Settings, run_id: str, passed: bool) -> None:
 def write_summary(settings: Settings, stage_results: dict[str, Iterable[dict] | dict]) -> dict:
     """``summary.json`` under the home: counts of every stage and its seconds."""
 
-    def rows(value) -> list[dict]:
-        # mapped results arrive as a lazy XCom sequence: index it by its length rather than
-        # iterate it, which probes one offset past the end
-        return [value] if isinstance(value, dict) else [value[i] for i in range(len(value)) if value[i]]
-
-    ext = rows(stage_results["extract"])[0]
-    loads = rows(stage_results["load"])
-    plan = rows(stage_results["plan"])[0]
-    renders = rows(stage_results["render"])
-    gold = rows(stage_results["load_renders"])[0]
-    val = rows(stage_results["validate"])[0]
+    ext = task_results(stage_results["extract"])[0]
+    loads = task_results(stage_results["load"])
+    plan = task_results(stage_results["plan"])[0]
+    renders = task_results(stage_results["render"])
+    gold = task_results(stage_results["load_renders"])[0]
+    val = task_results(stage_results["validate"])[0]
     with connect(settings) as conn:
         phrases = warehouse.scalar(conn, "select count(*) from silver.phrases")
     seconds = {
