@@ -110,8 +110,8 @@ def dx7lake():
     def load_renders(_rendered: list[dict]) -> dict:
         from dx7lake import stages
 
-        settings = load_settings()
-        return stages.record(settings, get_current_context()["run_id"], "load_renders", stages.load_renders(settings))
+        run_id, settings = get_current_context()["run_id"], load_settings()
+        return stages.record(settings, run_id, "load_renders", stages.load_renders(settings, run_id))
 
     @task
     def validate(_gold: dict) -> dict:

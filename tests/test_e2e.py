@@ -65,7 +65,8 @@ def test_dag_runs_end_to_end_and_reruns_idempotently(settings, airflow_db, monke
     assert (info.samplerate, info.channels, info.subtype) == (22050, 1, "PCM_16")
 
     first_stats = _run_stats(settings.pg_url)
-    render_partitions = {key.rsplit("/", 1)[1] for key in manifests}  # p=NNNN.parquet, one per patch
+    render_partitions = {key.split("/")[3] for key in manifests}  # p=NNNN/part-….parquet, one part per patch
+    assert len(manifests) == 2 * len(render_partitions)
 
     # a second run finds everything done: same rows, no new objects
     rerun = dag.test(run_conf={"patches": "epiano,sine"})
@@ -75,6 +76,7 @@ def test_dag_runs_end_to_end_and_reruns_idempotently(settings, airflow_db, monke
     assert again["rendered_this_run"] == 0
     assert (again["notes"], again["renders"]) == (summary["notes"], summary["renders"])
     assert len([k for k in lake.list(GOLD_RENDERS + "/") if k.endswith(".flac")]) == len(flacs)
+    assert [k for k in lake.list(GOLD_MANIFESTS + "/") if k.endswith(".parquet")] == manifests  # no new part
 
     # run statistics: each run records its own rows once; the rerun never touches the first's
     after_rerun = _run_stats(settings.pg_url)

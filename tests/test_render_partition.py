@@ -1,9 +1,11 @@
-"""Rendering a partition into the lake: manifests last, reruns write nothing, pools agree."""
+"""Rendering a partition into the lake: manifest parts last, reruns write nothing, pools agree,
+new contents add a part, compaction merges parts without a moment where a row is missing."""
 
 from __future__ import annotations
 
 import io
 import os
+import re
 
 import pytest
 import soundfile as sf
@@ -14,9 +16,10 @@ from dx7lake.render import (
     MANIFEST_SCHEMA,
     GoldConflict,
     RenderSpec,
-    content_fingerprint,
-    manifest_key,
+    compact_partition,
+    manifest_parts,
     pending_partitions,
+    read_manifest,
     render_partition,
     render_row,
 )
@@ -46,7 +49,9 @@ def test_partition_writes_objects_and_contract_manifests_and_rerun_writes_nothin
     before = stamps(lake)
     assert sum(k.endswith(".flac") for k in before) == 40
 
-    manifest = lake.read_parquet(manifest_key(voices[0].patch_id, 3))
+    (part,) = manifest_parts(lake, voices[0].patch_id, 3)
+    assert part.startswith(f"gold/manifests/{voices[0].patch_id}/p=0003/part-")
+    manifest = lake.read_parquet(part)
     assert manifest.schema.equals(MANIFEST_SCHEMA) and set(manifest.column_names) >= CONTRACT | {"notes", "patch_vced"}
     row = manifest.slice(5, 1).to_pylist()[0]
     flac = lake.get(row["key"])
@@ -65,8 +70,9 @@ def test_two_workers_write_exactly_what_one_worker_writes(tmp_path):
     render_partition(one, 0, iter(contents(48)), voices, SPEC, workers=1, batch_size=8)
     stats = render_partition(two, 0, iter(contents(48)), voices, SPEC, workers=2, batch_size=8, pool_min_renders=0)
     assert stats["workers"] == min(2, len(os.sched_getaffinity(0))) and stats["rendered"] == 96
-    assert list(one.list()) == list(two.list())
-    assert all(one.get(k) == two.get(k) for k in one.list())
+    unstamped = [re.sub(r"part-\d{8}T\d{12}Z-", "part-", k) for k in one.list()]  # parts carry their time
+    assert unstamped == [re.sub(r"part-\d{8}T\d{12}Z-", "part-", k) for k in two.list()]
+    assert all(one.get(a) == two.get(b) for a, b in zip(one.list(), two.list(), strict=True))
 
 
 def test_a_task_killed_halfway_leaves_no_manifest_and_the_retry_reuses_its_objects(tmp_path):
@@ -85,17 +91,50 @@ def test_a_task_killed_halfway_leaves_no_manifest_and_the_retry_reuses_its_objec
 
     retry = render_partition(lake, 1, iter(contents(60)), voices, SPEC, workers=1, batch_size=8)
     assert (retry["reused"], retry["rendered"]) == (written, 60 - written)
-    assert lake.read_parquet(manifest_key(voices[0].patch_id, 1)).num_rows == 60
+    assert len(manifest_parts(lake, voices[0].patch_id, 1)) == 1
+    assert read_manifest(lake, voices[0].patch_id, 1).num_rows == 60
 
 
-def test_new_contents_in_a_partition_render_only_the_new_ones(tmp_path):
+def test_new_contents_add_a_part_of_only_the_new_rows_and_leave_the_old_part_untouched(tmp_path):
     lake = LocalLake(tmp_path)
     voices = choose_voices("sine")
     render_partition(lake, 2, iter(contents(10)), voices, SPEC, workers=1)
+    before = stamps(lake)
     more = render_partition(lake, 2, iter(contents(15)), voices, SPEC, workers=1)
     assert (more["rendered"], more["reused"], more["manifests_written"]) == (5, 10, 1)
-    table = lake.read_parquet(manifest_key(voices[0].patch_id, 2))
+    _, new = manifest_parts(lake, voices[0].patch_id, 2)
+    assert {k: v for k, v in stamps(lake).items() if k in before} == before  # nothing rewritten
+    assert sorted(lake.read_parquet(new).column("content_hash").to_pylist()) == [h for h, _ in contents(5, first=10)]
+    table = read_manifest(lake, voices[0].patch_id, 2)
     assert sorted(table.column("content_hash").to_pylist()) == [h for h, _ in contents(15)]
+
+
+def test_compaction_merges_parts_and_a_reader_never_misses_a_row(tmp_path):
+    lake = LocalLake(tmp_path)
+    voices = choose_voices("sine")
+    for n in (4, 8, 12):
+        render_partition(lake, 6, iter(contents(n)), voices, SPEC, workers=1)
+    pid = voices[0].patch_id
+    parts = manifest_parts(lake, pid, 6)
+    rows = {r["content_hash"]: r for r in read_manifest(lake, pid, 6).to_pylist()}
+    assert len(parts) == 3 and len(rows) == 12
+
+    # a compaction killed between its merged part and the deletes: the union repeats rows, loses none
+    class DiesOnDelete(LocalLake):
+        def delete(self, key: str) -> None:
+            raise KeyboardInterrupt("killed")
+
+    with pytest.raises(KeyboardInterrupt):
+        compact_partition(DiesOnDelete(tmp_path), pid, 6)
+    assert len(manifest_parts(lake, pid, 6)) == 4
+    assert {r["content_hash"]: r for r in read_manifest(lake, pid, 6).to_pylist()} == rows
+
+    done = compact_partition(lake, pid, 6)
+    (merged,) = manifest_parts(lake, pid, 6)
+    assert (done["parts"], done["merged"], done["key"]) == (4, 12, merged)
+    assert {r["content_hash"]: r for r in lake.read_parquet(merged).to_pylist()} == rows
+    again = render_partition(lake, 6, iter(contents(12)), voices, SPEC, workers=1)
+    assert (again["rendered"], again["manifests_written"]) == (0, 0)
 
 
 def test_a_gold_object_from_other_settings_is_a_conflict_not_an_overwrite(tmp_path):
@@ -104,21 +143,26 @@ def test_a_gold_object_from_other_settings_is_a_conflict_not_an_overwrite(tmp_pa
     render_partition(lake, 0, iter(contents(4)), voices, SPEC, workers=1)
     with pytest.raises(GoldConflict, match="rendered with"):
         render_partition(lake, 0, iter(contents(4)), voices, RenderSpec(bpm=90.0), workers=1)
-    lake.delete(manifest_key(voices[0].patch_id, 0))
+    for key in manifest_parts(lake, voices[0].patch_id, 0):
+        lake.delete(key)
     with pytest.raises(GoldConflict, match="holds a different render"):
         render_partition(lake, 0, iter(contents(4)), voices, RenderSpec(bpm=90.0), workers=1)
 
 
-def test_pending_partitions_are_those_whose_manifests_do_not_match_silver(tmp_path):
+def test_pending_partitions_are_the_uncovered_ones_and_those_whose_parts_differ_from_the_ledger(tmp_path):
     lake = LocalLake(tmp_path)
     voices = choose_voices("epiano,sine")
-    parts = {0: contents(5), 1: contents(5, first=100), 2: contents(3, first=200)}
-    render_partition(lake, 0, iter(parts[0]), voices, SPEC, workers=1)
-    render_partition(lake, 1, iter(parts[1]), voices[:1], SPEC, workers=1)  # second voice missing
-    fingerprints = {p: content_fingerprint(h for h, _ in c) for p, c in parts.items()}
-    assert pending_partitions(lake, fingerprints, voices) == [1, 2]
-    fingerprints[0] = content_fingerprint(h for h, _ in contents(6))  # silver grew
-    assert pending_partitions(lake, fingerprints, voices) == [0, 1, 2]
+    render_partition(lake, 0, iter(contents(5)), voices, SPEC, workers=1)
+    render_partition(lake, 1, iter(contents(5, first=100)), voices[:1], SPEC, workers=1)
+    loaded = [k for v in voices for k in manifest_parts(lake, v.patch_id)]
+    assert len(loaded) == 3
+    assert pending_partitions(lake, voices, [], loaded) == []
+    assert pending_partitions(lake, voices, [1, 2], loaded) == [1, 2]  # silver has contents gold lacks
+    assert pending_partitions(lake, voices, [], loaded[1:]) == [0]  # a part written but never loaded
+    (p1,) = manifest_parts(lake, voices[0].patch_id, 1)
+    lake.delete(p1)
+    assert pending_partitions(lake, voices, [], loaded) == [1]  # a loaded part gone from the lake
+    assert pending_partitions(lake, voices[1:], [], loaded) == []  # the ledger's other patches do not count
 
 
 KILLED_RENDER = """
@@ -181,8 +225,9 @@ def test_a_partition_renders_into_s3_through_the_task_process_client(monkeypatch
         first = render_partition(lake, 5, iter(contents(30)), voices, SPEC, workers=2, batch_size=8, pool_min_renders=0)
         assert (first["rendered"], first["manifests_written"]) == (30, 1)
         keys = [o["Key"] for o in client.list_objects_v2(Bucket="gold", Prefix="run1/gold/")["Contents"]]
-        assert len(keys) == 31 and f"run1/{manifest_key(voices[0].patch_id, 5)}" in keys
-        row = lake.read_parquet(manifest_key(voices[0].patch_id, 5)).slice(0, 1).to_pylist()[0]
+        (part,) = manifest_parts(lake, voices[0].patch_id, 5)
+        assert len(keys) == 31 and f"run1/{part}" in keys
+        row = lake.read_parquet(part).slice(0, 1).to_pylist()[0]
         assert render_row(row) == lake.get(row["key"])
         again = render_partition(lake, 5, iter(contents(30)), voices, SPEC, workers=2, pool_min_renders=0)
         assert (again["rendered"], again["manifests_written"]) == (0, 0)

@@ -13,7 +13,6 @@ from contextlib import contextmanager
 import numpy as np
 import psycopg
 import pyarrow as pa
-import pyarrow.compute as pc
 import pytest
 import soundfile as sf
 
@@ -22,7 +21,7 @@ from dx7lake import stages
 from dx7lake.audio_qa import expected_samples
 from dx7lake.config import Settings, load_settings
 from dx7lake.lake import Lake, open_lake
-from dx7lake.render import GOLD_MANIFESTS
+from dx7lake.render import manifest_parts, part_key, part_partition
 from dx7lake.render_flac import FlacEncoder
 from dx7lake.validate import validate_run
 
@@ -48,20 +47,23 @@ def _patch_id() -> str:
 
 
 def _failures(settings: Settings) -> list[dict]:
-    """Every failure of the checks on the lake and the warehouse (dbt's are tested apart)."""
-    return validate_run(settings, [_patch_id()], dbt_tests=False).failures
+    """Every failure of the checks on the whole lake and the warehouse (dbt's are tested apart)."""
+    return validate_run(settings, [_patch_id()], dbt_tests=False, full=True).failures
 
 
 @contextmanager
-def _render_fault(settings: Settings, make: Callable[[bytes, dict], bytes | None], reseal: bool) -> Iterator[str]:
+def _render_fault(
+    settings: Settings, make: Callable[[bytes, dict], bytes | None], reseal: bool, run_id: str | None = None
+) -> Iterator[str]:
     """Replace one render's object with ``make(original, row)`` (None deletes it). With
-    ``reseal`` the manifest and gold.renders take the new object's sha256, as a renderer
-    that produced the bad audio itself would have written them. Undone on exit."""
+    ``reseal`` a new manifest part (loaded by ``run_id``) and gold.renders take the new
+    object's sha256, as a renderer that produced the bad audio itself would have written
+    them. Undone on exit."""
     lake = open_lake(settings.lake_uri)
-    manifest = next(k for k in lake.list(f"{GOLD_MANIFESTS}/{_patch_id()}/") if k.endswith(".parquet"))
+    manifest = manifest_parts(lake, _patch_id())[0]
     table = lake.read_parquet(manifest)
     row = table.slice(0, 1).to_pylist()[0]
-    original, original_manifest = lake.get(row["key"]), lake.get(manifest)
+    original, fault_part = lake.get(row["key"]), None
     try:
         data = make(original, row)
         if data is None:
@@ -69,25 +71,25 @@ def _render_fault(settings: Settings, make: Callable[[bytes, dict], bytes | None
         else:
             lake.put(row["key"], data)
             if reseal:
-                _reseal(lake, manifest, table, row["key"], data)
-        stages.load_renders(settings)
+                fault_part = _reseal(lake, manifest, table.slice(0, 1), data)
+        stages.load_renders(settings, run_id)
         yield row["key"]
     finally:
         lake.put(row["key"], original)
-        lake.put(manifest, original_manifest)
-        stages.load_renders(settings)
+        if fault_part:
+            lake.delete(fault_part)
+        stages.load_renders(settings, reload=True)
 
 
-def _reseal(lake: Lake, manifest: str, table: pa.Table, key: str, data: bytes) -> None:
+def _reseal(lake: Lake, manifest: str, table: pa.Table, data: bytes) -> str:
+    """A later part of the manifest's partition with the row's new sha256 and size."""
     import hashlib
 
-    is_row = pc.equal(table.column("key"), key)
-    for column, value in (("sha256", hashlib.sha256(data).hexdigest()), ("bytes", len(data))):
-        i = table.schema.get_field_index(column)
-        table = table.set_column(
-            i, column, pc.if_else(is_row, pa.scalar(value, table.column(column).type), table[column])
-        )
-    lake.put_parquet(manifest, table)
+    table = table.set_column(table.schema.get_field_index("sha256"), "sha256", [[hashlib.sha256(data).hexdigest()]])
+    table = table.set_column(table.schema.get_field_index("bytes"), "bytes", pa.array([len(data)], pa.int64()))
+    key = part_key(*part_partition(manifest), table.column("content_hash").to_pylist())
+    lake.put_parquet(key, table)
+    return key
 
 
 def _pcm(data: bytes) -> np.ndarray:
@@ -153,18 +155,18 @@ def test_partition_mismatch_missing_render_and_gold_test_are_named(run):
         conn.execute("update gold.renders set peak = 'NaN' where key = %s", (other,))
         conn.commit()
     try:
-        result = validate_run(run, [_patch_id()])
+        result = validate_run(run, [_patch_id()], full=True)
         failures = {(f["check"], f["key"]) for f in result.failures}
         assert ("bronze_raw", f"bronze/detailed_notes/p={p}") in failures
         assert {("coverage", key), ("gold_load", key)} <= failures
         assert any(check == "dbt_gold" and "gold_renders_levels_in_range" in k for check, k in failures)
-        assert main(["validate", "--home", str(run.home), "--patches", PATCHES, "--run-id", "cli-check"]) == 1
+        assert main(["validate", "--home", str(run.home), "--patches", PATCHES, "--run-id", "cli-check", "--full"]) == 1
         with psycopg.connect(run.pg_url) as conn:
             recorded = conn.execute(
                 "select check_name, key from ops.validation_failures where run_id = 'cli-check'"
             ).fetchall()
             assert set(recorded) == failures
-        capped = stages.run_validation(run, PATCHES, "capped", max_failures=1)
+        capped = stages.run_validation(run, PATCHES, "capped", max_failures=1, full=True)
         assert (len(capped["failures"]), capped["failed"], capped["passed"]) == (1, len(failures), False)
         with psycopg.connect(run.pg_url) as conn:
             assert conn.execute("select count(*) from ops.validation_failures where run_id = 'capped'").fetchone() == (
@@ -172,7 +174,36 @@ def test_partition_mismatch_missing_render_and_gold_test_are_named(run):
             )
     finally:
         stages.load_partition(run, p, "restore")
-        stages.load_renders(run)
+        stages.load_renders(run, reload=True)
+    assert not _failures(run)
+
+
+def test_a_run_checks_its_own_renders_in_full_and_audits_a_seeded_sample_of_older_ones(run):
+    """The cost of validation follows what the run added: an old render's damage is found
+    by the audit when drawn and always by --full; a new part's damage always."""
+    pid = _patch_id()
+    total = validate_run(run, [pid], dbt_tests=False, full=True).checks["objects"].checked
+
+    def truncate(original: bytes, row: dict) -> bytes:
+        return original[: len(original) // 2]
+
+    def silent(original: bytes, row: dict) -> bytes:
+        n = expected_samples(row["sample_rate"], row["bpm"])
+        return FlacEncoder(row["sample_rate"]).encode(np.zeros(n, np.int16))
+
+    with _render_fault(run, truncate, reseal=False) as key:
+        quiet = validate_run(run, [pid], dbt_tests=False, run_id="nothing-new", audit=0)
+        assert quiet.passed and quiet.checks["objects"].checked == 0 and quiet.new_renders == 0
+        audited = validate_run(run, [pid], dbt_tests=False, run_id="nothing-new", audit=total)
+        assert audited.audited == total and {f["key"] for f in audited.failures} == {key}
+        some = [validate_run(run, [pid], dbt_tests=False, run_id="seed", audit=3) for _ in range(2)]
+        assert some[0].audited == 3 and some[0].failures == some[1].failures  # the seed fixes the sample
+        assert {f["key"] for f in _failures(run)} == {key}
+
+    with _render_fault(run, silent, reseal=True, run_id="adds-one") as key:
+        new = validate_run(run, [pid], dbt_tests=False, run_id="adds-one", audit=0)
+        assert (new.new_renders, new.audited, new.checks["audio"].checked) == (1, 0, 1)
+        assert {(f["check"], f["key"]) for f in new.failures} == {("audio", key)}
     assert not _failures(run)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from . import stages
 from .config import Settings, load_settings
 from .metabase_spec import DEFAULT_SPEC
+from .validate import AUDIT_SIZE
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -78,19 +79,25 @@ def cmd_render(args) -> int:
     results = [
         stages.render_partition(settings, p, args.patches, args.bpm, args.sample_rate) for p in plan["partitions"]
     ]
-    gold = stages.load_renders(settings)
+    gold = stages.load_renders(settings, f"cli-{int(time.time())}")
     _print({"partitions": len(results), "rendered": sum(r["rendered"] for r in results), **gold})
     return 0
 
 
 def cmd_validate(args) -> int:
-    result = stages.run_validation(_settings(args), args.patches, args.run_id)
+    result = stages.run_validation(_settings(args), args.patches, args.run_id, audit=args.audit, full=args.full)
     for failure in result["failures"]:
         print(f"FAIL {failure['key']}: {failure['reason']} [{failure['check']}]")
     _print(
-        {k: result[k] for k in ("passed", "raw_rows", "bronze_rows", "patches")} | {"failures": len(result["failures"])}
+        {k: result[k] for k in ("passed", "mode", "raw_rows", "bronze_rows", "patches", "new_renders", "audited")}
+        | {"failures": len(result["failures"])}
     )
     return 0 if result["passed"] else 1
+
+
+def cmd_compact(args) -> int:
+    _print(stages.compact(_settings(args), args.patches, args.min_parts))
+    return 0
 
 
 def cmd_metabase(args) -> int:
@@ -241,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--sample-rate", type=int, default=22050)
         else:
             p.add_argument("--run-id", default=None, help="record the results in ops.validation_* under this id")
+            p.add_argument("--full", action="store_true", help="check every render, not this run's and an audit")
+            p.add_argument("--audit", type=int, default=AUDIT_SIZE, help="older renders audited at random")
+    p = add("compact", cmd_compact, "gold: merge each partition's manifest parts into one")
+    p.add_argument("--patches", default=None, help="only these voices (default: every patch in gold)")
+    p.add_argument("--min-parts", type=int, default=2, help="compact partitions with at least this many parts")
     p = add("metabase", cmd_metabase, "dashboards as code: create or update them on Metabase (METABASE_URL)")
     p.add_argument("action", choices=["provision"])
     p.add_argument("--url", default=None, help="Metabase URL (default METABASE_URL)")

@@ -50,8 +50,8 @@ class Lake(ABC):
         pq.write_table(table, buf, compression="zstd")
         self.put(key, buf.getvalue())
 
-    def read_parquet(self, key: str) -> pa.Table:
-        return pq.read_table(io.BytesIO(self.get(key)))
+    def read_parquet(self, key: str, columns: list[str] | None = None) -> pa.Table:
+        return pq.read_table(io.BytesIO(self.get(key)), columns=columns)
 
     def read_parquet_prefix(self, prefix: str) -> pa.Table | None:
         """Concatenate every parquet object under ``prefix`` (None when there is none)."""

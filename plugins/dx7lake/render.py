@@ -5,18 +5,22 @@ real Dexed VST3 when ``DX7LAKE_DEXED_VST3`` is set, see render_vst3), mastered t
 (render_master), and described by a manifest row that alone reproduces it: the aligned
 notes, the 156-byte voice, the tempo, sample rate, effects and FLAC level.
 
-Gold objects are content-addressed (``gold/renders/<patch>/<hh>/<content_hash>.flac``)
-and a partition's manifests are written last, so a killed task leaves no manifest and a
-rerun skips every object that already exists. A partition's rendering is spread over a
-process pool (render_pool) in batches, with a bounded number in flight; the objects are
-stored by threads of the task process itself, through its own lake client (an S3 lake's
-Airflow connection is only reachable from the task process, not from pool workers).
+Gold objects are content-addressed (``gold/renders/<patch>/<hh>/<content_hash>.flac``).
+Gold is append-only: a run that renders new contents into a partition adds one manifest
+part per voice (``gold/manifests/<patch>/p=NNNN/part-<stamp>-<digest>.parquet``) holding
+only the new rows, written after their objects, so a killed task leaves no part and a
+rerun with nothing new writes nothing. A partition's manifest is the union of its parts
+(a later part wins for a content it repeats); ``compact_partition`` merges them.
+
+A partition's rendering is spread over a process pool (render_pool) in batches, with a
+bounded number in flight; the objects are stored by threads of the task process itself,
+through its own lake client (an S3 lake's Airflow connection is only reachable from the task
+process, not from pool workers).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import resource
 import tempfile
@@ -26,6 +30,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from itertools import islice
 
 import pyarrow as pa
@@ -85,8 +90,53 @@ def render_key(patch_id: str, content_hash: str) -> str:
     return f"{GOLD_RENDERS}/{patch_id}/{content_hash[:2]}/{content_hash}.flac"
 
 
-def manifest_key(patch_id: str, render_p: int) -> str:
-    return f"{GOLD_MANIFESTS}/{patch_id}/p={render_p:04d}.parquet"
+def manifest_prefix(patch_id: str, render_p: int) -> str:
+    """The folder of one (patch, partition)'s manifest parts."""
+    return f"{GOLD_MANIFESTS}/{patch_id}/p={render_p:04d}/"
+
+
+def part_key(patch_id: str, render_p: int, content_hashes: Iterable[str]) -> str:
+    """A new part's key: a UTC stamp first, so parts sort in the order they were written
+    (a later part wins), then a digest of its contents, so two writers never collide."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{manifest_prefix(patch_id, render_p)}part-{stamp}-{content_fingerprint(content_hashes)[:12]}.parquet"
+
+
+def part_partition(key: str) -> tuple[str, int]:
+    """(patch_id, render partition) of a manifest part's key."""
+    patch_id, folder = key.removeprefix(GOLD_MANIFESTS + "/").split("/")[:2]
+    return patch_id, int(folder.removeprefix("p="))
+
+
+def manifest_parts(lake: Lake, patch_id: str | None = None, render_p: int | None = None) -> list[str]:
+    """Keys of the manifest parts of gold, of one patch, or of one (patch, partition), in order."""
+    if patch_id is None:
+        prefix = GOLD_MANIFESTS + "/"
+    elif render_p is None:
+        prefix = f"{GOLD_MANIFESTS}/{patch_id}/"
+    else:
+        prefix = manifest_prefix(patch_id, render_p)
+    return [k for k in lake.list(prefix) if k.endswith(".parquet") and "/part-" in k]
+
+
+def union_of_parts(tables: Sequence[pa.Table]) -> pa.Table | None:
+    """The parts of one partition as one manifest: a content repeated by a later part
+    (re-rendered after a lost part, or a compaction not yet cleaned up) keeps the later row."""
+    if not tables:
+        return None
+    seen: pa.Array = pa.array([], pa.string())
+    kept = []
+    for table in reversed(tables):
+        fresh = table.filter(pc.invert(pc.is_in(table.column("content_hash"), seen)))
+        kept.append(fresh)
+        seen = pa.concat_arrays([seen, fresh.column("content_hash").combine_chunks()])
+    return pa.concat_tables(reversed(kept), promote_options="default")
+
+
+def read_manifest(lake: Lake, patch_id: str, render_p: int, columns: list[str] | None = None) -> pa.Table | None:
+    """One (patch, partition)'s manifest: the union of its parts (None when it has none)."""
+    keys = manifest_parts(lake, patch_id, render_p)
+    return union_of_parts([lake.read_parquet(k, columns) for k in keys])
 
 
 def spec_from_env(sample_rate: int = 22050, bpm: float = 120.0) -> RenderSpec:
@@ -101,7 +151,7 @@ def spec_of_row(row: dict) -> RenderSpec:
 
 
 def content_fingerprint(content_hashes: Iterable[str]) -> str:
-    """md5 of the sorted hashes concatenated; silver computes the same in SQL."""
+    """md5 of the sorted hashes concatenated: the same set always gets the same digest."""
     return hashlib.md5("".join(sorted(content_hashes)).encode()).hexdigest()
 
 
@@ -199,18 +249,17 @@ class ManifestWriter:
         self._file = file
         self._writer: pq.ParquetWriter | None = None
         self._rows: list[dict] = []
-        self.count = 0
+        self.hashes: list[str] = []
+
+    @property
+    def count(self) -> int:
+        return len(self.hashes)
 
     def add_rows(self, rows: list[dict]) -> None:
         self._rows.extend(rows)
-        self.count += len(rows)
+        self.hashes.extend(row["content_hash"] for row in rows)
         if len(self._rows) >= ROW_GROUP:
             self._flush()
-
-    def add_table(self, table: pa.Table) -> None:
-        self._flush()
-        self._write(table)
-        self.count += table.num_rows
 
     def _write(self, table: pa.Table) -> None:
         if self._writer is None:
@@ -222,27 +271,34 @@ class ManifestWriter:
             self._write(pa.Table.from_pylist(self._rows, schema=MANIFEST_SCHEMA))
             self._rows = []
 
-    def publish(self, lake: Lake, key: str) -> None:
+    def publish(self, lake: Lake, patch_id: str, render_p: int) -> str:
+        """Put the rows as a new part of the partition's manifest; returns its key."""
         self._flush()
         if self._writer is None:
             self._write(MANIFEST_SCHEMA.empty_table())
         self._writer.close()
         self._file.seek(0)
+        key = part_key(patch_id, render_p, self.hashes)
         lake.put(key, self._file.read())
+        return key
 
 
-def _read_manifest(lake: Lake, key: str, spec: RenderSpec) -> pa.Table | None:
-    if not lake.exists(key):
-        return None
-    table = lake.read_parquet(key)
+SPEC_COLUMNS = ["content_hash", "sample_rate", "bpm", "effects", "flac_level"]
+
+
+def _rendered_contents(lake: Lake, patch_id: str, render_p: int, spec: RenderSpec) -> set[str]:
+    """The contents a partition's manifest already holds, once its settings match ``spec``."""
+    table = read_manifest(lake, patch_id, render_p, SPEC_COLUMNS)
+    if table is None:
+        return set()
     if table.num_rows:
         first = table.slice(0, 1).to_pylist()[0]
         if spec_of_row(first) != spec:
             raise GoldConflict(
-                f"{key} was rendered with {spec_of_row(first)}, this run asks for {spec}: gold keys do not carry "
-                "the render settings, so render other settings into another lake"
+                f"{manifest_prefix(patch_id, render_p)} was rendered with {spec_of_row(first)}, this run asks for "
+                f"{spec}: gold keys do not carry the render settings, so render other settings into another lake"
             )
-    return table
+    return set(table.column("content_hash").to_pylist())
 
 
 def _batches(contents: Iterable[tuple[str, Sequence[Note]]], size: int) -> Iterator[list]:
@@ -263,7 +319,8 @@ def render_partition(
     batch_size: int = BATCH,
     pool_min_renders: int = POOL_MIN_RENDERS,
 ) -> dict:
-    """Render every (content, voice) of one partition that gold lacks; manifests last.
+    """Render every (content, voice) of one partition that gold lacks; a new manifest part
+    per voice that rendered anything, after its objects.
 
     ``contents`` may be a stream (a database cursor): it is read once, in batches, so
     memory stays bounded by the pool's jobs in flight and the spooled manifests.
@@ -271,23 +328,18 @@ def render_partition(
     started = time.perf_counter()
     workers = worker_count(workers)
     vst3_path = vst3_path if vst3_path is not None else os.environ.get(VST3_ENV) or None
-    done: dict[str, tuple[pa.Table, set[str]]] = {}
-    for voice in voices:
-        table = _read_manifest(lake, manifest_key(voice.patch_id, render_p), spec)
-        if table is not None:
-            done[voice.patch_id] = (table, set(table.column("content_hash").to_pylist()))
+    done = {voice.patch_id: _rendered_contents(lake, voice.patch_id, render_p, spec) for voice in voices}
     wanted: set[str] = set()
 
     def jobs() -> Iterator[Batch]:
         for batch in _batches(contents, batch_size):
             wanted.update(h for h, _ in batch)
             for voice in voices:
-                have = done[voice.patch_id][1] if voice.patch_id in done else set()
-                todo = [item for item in batch if item[0] not in have]
+                todo = [item for item in batch if item[0] not in done[voice.patch_id]]
                 if todo:
                     yield Batch(voice, todo)
 
-    written = reused = kept = calls = hits = manifests = rss = 0
+    written = reused = calls = hits = manifests = rss = 0
     with ExitStack() as stack:
         writers = {v.patch_id: ManifestWriter(stack.enter_context(tempfile.TemporaryFile())) for v in voices}
         storing = stack.enter_context(ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="gold-store"))
@@ -304,17 +356,11 @@ def render_partition(
         while stored:
             written += stored.popleft().result()
         reused = sum(w.count for w in writers.values()) - written
-        for voice in voices:  # every object is in gold: now the manifests, last
-            writer = writers[voice.patch_id]
-            if voice.patch_id in done:
-                old = done[voice.patch_id][0]
-                still = old.filter(pc.is_in(old.column("content_hash"), pa.array(sorted(wanted), pa.string())))
-                kept += still.num_rows
-                if writer.count == 0 and still.num_rows == old.num_rows:
-                    continue  # the manifest already says exactly this: write nothing
-                writer.add_table(still.cast(MANIFEST_SCHEMA))
-            writer.publish(lake, manifest_key(voice.patch_id, render_p))
-            manifests += 1
+        kept = sum(len(wanted & have) for have in done.values())
+        for voice in voices:  # every object is in gold: now the new parts, last
+            if writers[voice.patch_id].count:
+                writers[voice.patch_id].publish(lake, voice.patch_id, render_p)
+                manifests += 1
     return {
         "render_p": render_p,
         "contents": len(wanted),
@@ -329,17 +375,30 @@ def render_partition(
     }
 
 
-def pending_partitions(lake: Lake, fingerprints: dict[int, str], voices: Sequence[Voice]) -> list[int]:
-    """Partitions where some voice's manifest does not cover exactly silver's contents."""
-    pending = []
-    for p, fingerprint in sorted(fingerprints.items()):
-        for voice in voices:
-            key = manifest_key(voice.patch_id, p)
-            if not lake.exists(key):
-                pending.append(p)
-                break
-            hashes = pq.read_table(io.BytesIO(lake.get(key)), columns=["content_hash"]).column(0).to_pylist()
-            if content_fingerprint(hashes) != fingerprint:
-                pending.append(p)
-                break
-    return pending
+def pending_partitions(
+    lake: Lake, voices: Sequence[Voice], uncovered: Iterable[int], loaded_parts: Iterable[str]
+) -> list[int]:
+    """Partitions to render: those where silver has contents gold.renders lacks for some
+    voice (``uncovered``), and those whose manifest parts in the lake differ from the parts
+    the warehouse has loaded (a part written but not loaded, or loaded but gone). Only the
+    parts' keys are listed: no manifest is read."""
+    listed = {key for voice in voices for key in manifest_parts(lake, voice.patch_id)}
+    patch_ids = {voice.patch_id for voice in voices}
+    loaded = {key for key in loaded_parts if part_partition(key)[0] in patch_ids}
+    return sorted(set(uncovered) | {part_partition(key)[1] for key in listed ^ loaded})
+
+
+def compact_partition(lake: Lake, patch_id: str, render_p: int) -> dict:
+    """Merge a partition's parts into one: the merged part is written first, then the old
+    parts are deleted, so a reader sees every row at all times (the union tolerates the
+    repeats in between), and a compaction killed halfway is finished by the next one."""
+    keys = manifest_parts(lake, patch_id, render_p)
+    if len(keys) < 2:
+        return {"patch_id": patch_id, "render_p": render_p, "parts": len(keys), "merged": 0}
+    table = union_of_parts([lake.read_parquet(k) for k in keys]).cast(MANIFEST_SCHEMA)
+    table = table.sort_by("content_hash")
+    merged = part_key(patch_id, render_p, table.column("content_hash").to_pylist())
+    lake.put_parquet(merged, table)
+    for key in keys:
+        lake.delete(key)
+    return {"patch_id": patch_id, "render_p": render_p, "parts": len(keys), "merged": table.num_rows, "key": merged}

@@ -75,16 +75,25 @@ def load_partition(settings: Settings, p: str, run_id: str) -> dict:
 
 @_timed
 def plan_render(settings: Settings, patches: str | None = None) -> dict:
-    """Render partitions where some chosen voice's manifest does not cover silver's contents."""
+    """Render partitions where silver has contents gold.renders lacks for a chosen voice, or
+    whose manifest parts differ from those loaded: one anti-join and a listing of part keys."""
+    voices = choose_voices(patches)
     with connect(settings) as conn:
-        rows = conn.execute(
-            "select p, count(*), md5(string_agg(content_hash, '' order by content_hash))"
-            " from silver.phrase_contents group by p order by p"
-        ).fetchall()
-    pending = render.pending_partitions(
-        open_lake(settings.lake_uri), {int(p): f for p, _, f in rows}, choose_voices(patches)
-    )
-    return {"partitions": pending, "unique_phrases": sum(n for _, n, _ in rows), "partitions_total": len(rows)}
+        warehouse.ensure_schema(conn)
+        unique, total = conn.execute("select count(*), count(distinct p) from silver.phrase_contents").fetchone()
+        uncovered = [
+            int(p)
+            for (p,) in conn.execute(
+                """select distinct c.p from silver.phrase_contents c
+                   cross join unnest(%s::text[]) as x(patch_id)
+                   left join gold.renders r on r.content_hash = c.content_hash and r.patch_id = x.patch_id
+                   where r.key is null""",
+                ([v.patch_id for v in voices],),
+            )
+        ]
+        loaded = warehouse.loaded_parts(conn)
+    pending = render.pending_partitions(open_lake(settings.lake_uri), voices, uncovered, loaded)
+    return {"partitions": pending, "unique_phrases": int(unique), "partitions_total": int(total)}
 
 
 @_timed
@@ -108,28 +117,63 @@ def render_partition(
 
 
 @_timed
-def load_renders(settings: Settings) -> dict:
-    """Load every gold manifest into gold.renders."""
+def load_renders(settings: Settings, run_id: str | None = None, reload: bool = False) -> dict:
+    """Load the gold manifest parts the ledger has not seen into gold.renders (every part
+    with ``reload``), and forget ledger rows of parts a compaction merged away."""
     lake = open_lake(settings.lake_uri)
-    rows = 0
+    rows = loaded_now = 0
     with connect(settings) as conn:
         warehouse.ensure_schema(conn)
-        for key in lake.list(render.GOLD_MANIFESTS + "/"):
-            patch_id, part = key.split("/")[2:4]
-            rows += warehouse.load_manifest_rows(
-                conn, patch_id, int(part.removeprefix("p=").removesuffix(".parquet")), lake.read_parquet(key)
-            )
-    return {"renders": rows}
+        loaded = warehouse.loaded_parts(conn)
+        listed = render.manifest_parts(lake)
+        for key in listed:
+            if reload or key not in loaded:
+                patch_id, render_p = render.part_partition(key)
+                rows += warehouse.load_manifest_part(conn, key, patch_id, render_p, lake.read_parquet(key), run_id)
+                loaded_now += 1
+        gone = sorted(set(loaded) - set(listed))
+        if gone:
+            warehouse.forget_parts(conn, gone)
+        renders = warehouse.scalar(conn, "select count(*) from gold.renders")
+    return {"renders": renders, "parts_loaded": loaded_now, "rows_loaded": rows, "parts_forgotten": len(gone)}
+
+
+@_timed
+def compact(settings: Settings, patches: str | None = None, min_parts: int = 2) -> dict:
+    """Merge the manifest parts of every partition with ``min_parts`` or more into one, then
+    load the merged parts (the warehouse's rows do not change; its ledger follows the lake)."""
+    lake = open_lake(settings.lake_uri)
+    patch_ids = {v.patch_id for v in choose_voices(patches)} if patches else None
+    counts: dict[tuple[str, int], int] = {}
+    for key in render.manifest_parts(lake):
+        where = render.part_partition(key)
+        if patch_ids is None or where[0] in patch_ids:
+            counts[where] = counts.get(where, 0) + 1
+    merged = [render.compact_partition(lake, *where) for where, n in sorted(counts.items()) if n >= min_parts]
+    gold = load_renders(settings, run_id=f"compact-{int(time.time())}")
+    return {
+        "partitions_compacted": len(merged),
+        "parts_merged": sum(m["parts"] for m in merged),
+        "rows": sum(m["merged"] for m in merged),
+        "renders": gold["renders"],
+    }
 
 
 @_timed
 def run_validation(
-    settings: Settings, patches: str | None, run_id: str | None = None, max_failures: int | None = None
+    settings: Settings,
+    patches: str | None,
+    run_id: str | None = None,
+    max_failures: int | None = None,
+    audit: int = validate.AUDIT_SIZE,
+    full: bool = False,
 ) -> dict:
-    """Every validation check; with a run id, each result is recorded in ops before the
+    """Every validation check, on this run's renders plus an audit of ``audit`` older ones
+    (every render with ``full``); with a run id, each result is recorded in ops before the
     caller fails the run on it. ``max_failures`` caps the failures returned (XCom), not
     those recorded."""
-    result = validate.validate_run(settings, [v.patch_id for v in choose_voices(patches)])
+    patch_ids = [v.patch_id for v in choose_voices(patches)]
+    result = validate.validate_run(settings, patch_ids, run_id=run_id, audit=audit, full=full)
     if run_id:
         with connect(settings) as conn:
             stats.ensure_schema(conn)

@@ -1,29 +1,31 @@
-"""Run validation: reconcile lake and warehouse, check every render's audio, run the dbt
-tests of the gold tables, and name every failing key.
+"""Run validation: reconcile lake and warehouse, check renders' audio, run the dbt tests of
+the gold tables, and name every failing key.
 
-All checks always run to the end, so one validation reports everything that is wrong;
-the caller records the results (``ops.validation_results``) before it fails the run.
-Checks, by the name they are recorded under:
+A run's cost grows with what it added, not with the lake: the renders of the manifest
+parts this run loaded are checked in full, older renders by a seeded random audit of a
+configurable size (``full=True``, ``dx7lake validate --full``, checks every render: the
+scheduled deep audit). All checks always run to the end, so one validation reports
+everything that is wrong; the caller records the results (``ops.validation_results``)
+before it fails the run. Checks, by the name they are recorded under:
 
-- ``bronze_raw``: raw.detailed_notes holds exactly the bronze rows, partition by partition;
+- ``bronze_raw``: raw.detailed_notes holds exactly the rows the bronze index records,
+  partition by partition (the index's per-file counts: no note parquet is read);
 - ``coverage``: every unique phrase content × patch has a row in gold.renders;
-- ``gold_load``: every manifest row in the lake is loaded in gold.renders;
-- ``objects``: every manifest row's object exists and its sha256 matches;
-- ``audio``: every render decodes and sounds right (see ``audio_qa``);
+- ``gold_load``: every manifest part in the lake is in the warehouse's ledger, and every
+  row of the checked parts is loaded in gold.renders with its sha256;
+- ``objects``: each checked render's object exists and its sha256 matches;
+- ``audio``: each checked render decodes and sounds right (see ``audio_qa``);
 - ``dbt_gold``: the dbt data tests declared on the gold source.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-
-import pyarrow.parquet as pq
 
 from . import audio_qa, midi, render, warehouse
 from .config import Settings
@@ -35,6 +37,8 @@ CHECKS = ("bronze_raw", "coverage", "gold_load", "objects", "audio", "dbt_gold")
 DBT_GOLD_SELECTOR = "source:gold"
 # object reads are I/O (S3 round trips); decoding in libsndfile releases the GIL
 READ_WORKERS = 8
+AUDIT_SIZE = 200  # older renders re-checked per run, drawn at random with the run id as seed
+AUDIT_COLUMNS = ["key", "sha256", "sample_rate", "bpm", "duration_s", "peak", "rms"]
 
 
 @dataclass
@@ -53,6 +57,9 @@ class Validation:
     raw_rows: int = 0
     bronze_rows: int = 0
     patches: int = 0
+    mode: str = "incremental"
+    new_renders: int = 0
+    audited: int = 0
     checks: dict[str, Check] = field(default_factory=lambda: {name: Check(name) for name in CHECKS})
 
     @property
@@ -77,6 +84,9 @@ class Validation:
             "raw_rows": self.raw_rows,
             "bronze_rows": self.bronze_rows,
             "patches": self.patches,
+            "mode": self.mode,
+            "new_renders": self.new_renders,
+            "audited": self.audited,
             "checked": sum(c.checked for c in self.checks.values()),
             "checks": [
                 {"check": c.name, "checked": c.checked, "failed": len(c.failures), "seconds": round(c.seconds, 3)}
@@ -88,10 +98,18 @@ class Validation:
         }
 
 
-def validate_run(settings: Settings, patch_ids: list[str], dbt_tests: bool = True) -> Validation:
-    """Every check on the finished run for these patches."""
+def validate_run(
+    settings: Settings,
+    patch_ids: list[str],
+    dbt_tests: bool = True,
+    run_id: str | None = None,
+    audit: int = AUDIT_SIZE,
+    full: bool = False,
+) -> Validation:
+    """Every check for these patches: on the parts ``run_id`` loaded (the latest loading run's
+    when None) plus an audit of ``audit`` older renders, or on all of gold with ``full``."""
     lake = open_lake(settings.lake_uri)
-    result = Validation(patches=len(patch_ids))
+    result = Validation(patches=len(patch_ids), mode="full" if full else "incremental")
     with connect(settings) as conn:
         warehouse.ensure_schema(conn)
         with result.timing("bronze_raw") as check:
@@ -99,17 +117,12 @@ def validate_run(settings: Settings, patch_ids: list[str], dbt_tests: bool = Tru
         with result.timing("coverage") as check:
             _check_coverage(conn, patch_ids, check)
         with result.timing("gold_load") as check:
-            loaded = {
-                key: sha
-                for key, sha in conn.execute(
-                    "select key, sha256 from gold.renders where patch_id = any(%s)", (patch_ids,)
-                ).fetchall()
-            }
-            rows = list(_manifest_rows(lake, patch_ids))
-            check.checked = len(rows)
-            for row in rows:
-                if loaded.get(row["key"]) != row["sha256"]:
-                    check.fail(row["key"], "manifest row missing from gold.renders or loaded with another sha256")
+            rows = _check_gold_load(conn, lake, patch_ids, run_id, full, check)
+        result.new_renders = len(rows)
+        if not full and audit > 0:
+            sample = _audit_sample(conn, patch_ids, {r["key"] for r in rows}, audit, seed=run_id or "")
+            result.audited = len(sample)
+            rows += sample
     check_objects(lake, rows, result)
     if dbt_tests:
         with result.timing("dbt_gold") as check:
@@ -117,18 +130,56 @@ def validate_run(settings: Settings, patch_ids: list[str], dbt_tests: bool = Tru
     return result
 
 
+def _check_gold_load(
+    conn, lake: Lake, patch_ids: list[str], run_id: str | None, full: bool, check: Check
+) -> list[dict]:
+    """Every part listed is in the ledger; the rows of the checked parts (all, or those the
+    run loaded) are in gold.renders with their sha256. Returns those rows."""
+    loaded = warehouse.loaded_parts(conn)
+    listed = [k for k in render.manifest_parts(lake) if render.part_partition(k)[0] in patch_ids]
+    for key in listed:
+        if key not in loaded:
+            check.fail(key, "manifest part not loaded into gold.renders")
+    if full:
+        chosen = listed
+    else:
+        if run_id is None:  # the latest loading run's parts
+            latest = conn.execute("select run_id from gold.manifest_parts order by loaded_at desc limit 1").fetchone()
+            run_id = latest[0] if latest else None
+        chosen = [k for k in listed if k in loaded and loaded[k] == run_id]
+    by_partition: dict[tuple[str, int], list[str]] = {}
+    for key in chosen:
+        by_partition.setdefault(render.part_partition(key), []).append(key)
+    rows = []
+    for keys in by_partition.values():  # the union of a partition's checked parts, later rows winning
+        table = render.union_of_parts([lake.read_parquet(k, [*AUDIT_COLUMNS, "content_hash"]) for k in keys])
+        rows.extend(table.select(AUDIT_COLUMNS).to_pylist())
+    check.checked = len(listed) + len(rows)
+    stored = dict(
+        conn.execute("select key, sha256 from gold.renders where key = any(%s)", ([r["key"] for r in rows],)).fetchall()
+    )
+    for row in rows:
+        if stored.get(row["key"]) != row["sha256"]:
+            check.fail(row["key"], "manifest row missing from gold.renders or loaded with another sha256")
+    return rows
+
+
+def _audit_sample(conn, patch_ids: list[str], exclude: set[str], size: int, seed: str) -> list[dict]:
+    """``size`` renders of gold.renders outside ``exclude``, drawn by a hash of key and seed:
+    the same seed draws the same sample, each run's id another one."""
+    cur = conn.execute(
+        f"select {', '.join(AUDIT_COLUMNS)} from gold.renders where patch_id = any(%s) and not key = any(%s)"
+        " order by md5(key || %s) limit %s",
+        (patch_ids, sorted(exclude), seed, size),
+    )
+    names = [d.name for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
 def _reconcile_bronze(conn, lake: Lake, result: Validation, check: Check) -> None:
     raw_by_p = dict(conn.execute("select p, count(*) from raw.detailed_notes group by p").fetchall())
     result.raw_rows = sum(raw_by_p.values())
-    bronze_by_p = {
-        # the row count is in each file's footer: no column is decoded
-        p: sum(
-            pq.ParquetFile(io.BytesIO(lake.get(key))).metadata.num_rows
-            for key in lake.list(f"{midi.BRONZE_PREFIX}/p={p}/")
-            if key.endswith(".parquet")
-        )
-        for p in midi.bronze_partitions(lake)
-    }
+    bronze_by_p = midi.bronze_counts(lake)
     for p in sorted(set(bronze_by_p) | set(raw_by_p)):
         n = bronze_by_p.get(p, 0)
         result.bronze_rows += n
@@ -151,14 +202,6 @@ def _check_coverage(conn, patch_ids: list[str], check: Check) -> None:
     ).fetchall()
     for content_hash, patch_id in missing:
         check.fail(render.render_key(patch_id, content_hash), "no render in gold.renders")
-
-
-def _manifest_rows(lake: Lake, patch_ids: list[str]) -> Iterator[dict]:
-    columns = ["key", "sha256", "sample_rate", "bpm", "duration_s", "peak", "rms"]
-    for patch_id in patch_ids:
-        for key in lake.list(f"{render.GOLD_MANIFESTS}/{patch_id}/"):
-            if key.endswith(".parquet"):
-                yield from lake.read_parquet(key).select(columns).to_pylist()
 
 
 def _inspect(lake: Lake, row: dict) -> tuple[bool, str | None, list[str]]:

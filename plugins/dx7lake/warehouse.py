@@ -2,7 +2,9 @@
 
 A partition load goes through a temporary table filled by COPY, then a delete-and-insert
 of that partition inside one transaction: readers see the old rows or the new ones, never
-a mix, and a rerun leaves exactly the same rows.
+a mix, and a rerun leaves exactly the same rows. Gold manifest parts are loaded once each:
+``gold.manifest_parts`` is the ledger of the parts loaded, written in the transaction that
+upserts the part's rows, so a run loads only the parts that are new since the last one.
 """
 
 from __future__ import annotations
@@ -67,6 +69,15 @@ create table if not exists gold.renders (
     render_p integer not null,
     primary key (content_hash, patch_id)
 );
+create table if not exists gold.manifest_parts (
+    key text primary key,
+    patch_id text not null,
+    render_p integer not null,
+    rows bigint not null,
+    run_id text,
+    loaded_at timestamptz not null default now()
+);
+create index if not exists manifest_parts_run on gold.manifest_parts (run_id);
 """
 
 
@@ -140,16 +151,20 @@ def load_bronze_partition(conn: psycopg.Connection, p: str, table: pa.Table | No
     return {"p": p, "rows": table.num_rows, "bytes": nbytes, "seconds": round(seconds, 4)}
 
 
-def load_manifest_rows(conn: psycopg.Connection, patch_id: str, render_p: int, table: pa.Table) -> int:
-    """Replace the gold.renders rows of one (patch, render partition) manifest."""
-    rows = table.to_pylist()
+RENDER_COLUMNS = "content_hash, patch_id, key, sha256, bytes, sample_rate, duration_s, peak, rms, bpm, notes, render_p"
+
+
+def load_manifest_part(
+    conn: psycopg.Connection, key: str, patch_id: str, render_p: int, table: pa.Table, run_id: str | None
+) -> int:
+    """Upsert one manifest part's rows into gold.renders and record the part in the ledger,
+    in one transaction. A content a later part repeats takes the later row (parts are
+    loaded in key order, which is the order they were written)."""
     with conn.transaction():
-        conn.execute("delete from gold.renders where patch_id = %s and render_p = %s", (patch_id, render_p))
-        with conn.cursor().copy(
-            "copy gold.renders (content_hash, patch_id, key, sha256, bytes, sample_rate, duration_s, peak, rms, "
-            "bpm, notes, render_p) from stdin"
-        ) as copy:
-            for r in rows:
+        conn.execute("create temp table if not exists stage_renders (like gold.renders) on commit delete rows")
+        conn.execute("truncate stage_renders")
+        with conn.cursor().copy(f"copy stage_renders ({RENDER_COLUMNS}) from stdin") as copy:
+            for r in table.to_pylist():
                 copy.write_row(
                     (
                         r["content_hash"],
@@ -166,7 +181,29 @@ def load_manifest_rows(conn: psycopg.Connection, patch_id: str, render_p: int, t
                         render_p,
                     )
                 )
-    return len(rows)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in RENDER_COLUMNS.split(", ")[2:])
+        conn.execute(
+            f"insert into gold.renders ({RENDER_COLUMNS}) select distinct on (content_hash, patch_id) "
+            f"{RENDER_COLUMNS} from stage_renders on conflict (content_hash, patch_id) do update set {updates}"
+        )
+        conn.execute(
+            """insert into gold.manifest_parts (key, patch_id, render_p, rows, run_id) values (%s, %s, %s, %s, %s)
+               on conflict (key) do update set rows = excluded.rows, run_id = excluded.run_id, loaded_at = now()""",
+            (key, patch_id, render_p, table.num_rows, run_id),
+        )
+    return table.num_rows
+
+
+def loaded_parts(conn: psycopg.Connection) -> dict[str, str | None]:
+    """Key to loading run of every manifest part in the ledger."""
+    return dict(conn.execute("select key, run_id from gold.manifest_parts").fetchall())
+
+
+def forget_parts(conn: psycopg.Connection, keys: list[str]) -> None:
+    """Drop ledger rows of parts no longer in the lake (merged by a compaction): their rows
+    stay in gold.renders, where the merged part holds them too."""
+    with conn.transaction():
+        conn.execute("delete from gold.manifest_parts where key = any(%s)", (keys,))
 
 
 def scalar(conn: psycopg.Connection, sql: str, params: tuple = ()) -> int:

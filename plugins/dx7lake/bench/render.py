@@ -25,7 +25,7 @@ from ..corpus import write_demo_corpus
 from ..lake import LocalLake
 from ..midi import parse_midi
 from ..patches import Voice, choose_voices
-from ..render import PhraseRenderer, render_partition
+from ..render import PhraseRenderer, read_manifest, render_partition
 from ..render_engine import DexedNotes, Note, RenderSpec
 from ..render_flac import FlacEncoder
 from ..render_master import FULL_SCALE, fade_ramp, staged_gain
@@ -84,7 +84,7 @@ def _production(phrases, voices, spec, workers: int) -> dict:
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         shas = {}
         for voice in voices:
-            table = lake.read_parquet(f"gold/manifests/{voice.patch_id}/p=0000.parquet")
+            table = read_manifest(lake, voice.patch_id, 0)
             for h, sha in zip(table["content_hash"].to_pylist(), table["sha256"].to_pylist(), strict=True):
                 shas[voice.patch_id, h] = sha
     renders = len(phrases) * len(voices)

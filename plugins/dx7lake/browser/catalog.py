@@ -7,7 +7,8 @@ also holds the facts the index filters on (song, split, pitch range), so a page 
 index never scans the notes.
 
 Audio keys come only from gold manifests read through the lake: the warehouse says which
-manifest holds a (content, patch) pair, and the manifest row gives the object key.
+partition's manifest (the union of its parts) holds a (content, patch) pair, and the
+manifest row gives the object key.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from psycopg.rows import dict_row
 from ..config import Settings
 from ..lake import Lake, open_lake
 from ..postgres import warehouse_url
-from ..render import GOLD_MANIFESTS, manifest_key
+from ..render import manifest_parts, read_manifest
 
 SPLITS = ("train", "validate", "test")
 
@@ -167,12 +168,10 @@ class Catalog:
             return added
 
     def _patch_name(self, patch_id: str) -> str:
-        folder = f"{GOLD_MANIFESTS}/{patch_id}/"
-        keys = self.lake.list(folder.rstrip("/"))  # S3Lake rejects a prefix ending in "/"
-        first = next((k for k in keys if k.startswith(folder) and k.endswith(".parquet")), None)
+        first = next(iter(manifest_parts(self.lake, patch_id)), None)
         if first is None:
             return patch_id
-        names = self._manifest(first).get("patch_name")
+        names = self.lake.read_parquet(first, ["patch_name"]).column(0).to_pylist()
         return names[0] if names else patch_id
 
     def patches(self) -> dict[str, str]:
@@ -236,21 +235,23 @@ class Catalog:
             ).fetchone()
         return None if row is None else int(row["n"])
 
-    def _manifest(self, key: str) -> dict[str, list]:
-        return self._manifests.get(key, lambda: self.lake.read_parquet(key).to_pydict())
+    def _manifest(self, where: tuple[str, int]) -> dict[str, list]:
+        def read() -> dict[str, list]:
+            table = read_manifest(self.lake, *where)
+            return {"content_hash": []} if table is None else table.to_pydict()
+
+        return self._manifests.get(where, read)
 
     def render(self, phrase: dict, patch_id: str) -> dict | None:
         """The manifest row of ``phrase`` rendered with ``patch_id`` (None when there is none)."""
         render_p = phrase["renders"].get(patch_id)
         if render_p is None:
             return None
-        key = manifest_key(patch_id, render_p)
-        if not self.lake.exists(key):
-            return None
-        columns = self._manifest(key)
-        if phrase["content_hash"] not in columns["content_hash"]:  # rewritten since cached: read it again
-            self._manifests.forget(key)
-            columns = self._manifest(key)
+        where = (patch_id, render_p)
+        columns = self._manifest(where)
+        if phrase["content_hash"] not in columns["content_hash"]:  # a part added since cached: read again
+            self._manifests.forget(where)
+            columns = self._manifest(where)
             if phrase["content_hash"] not in columns["content_hash"]:
                 return None
         i = columns["content_hash"].index(phrase["content_hash"])

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from .bronze import bronze_partitions, read_bronze_partition
+from .bronze import bronze_counts, bronze_partitions, read_bronze_partition
 from .extract import ExtractOptions, ExtractStats, extract, extract_shard, merge_stats, owned_partitions
 from .notes import MidiError, Notes, parse_notes
 from .rows import ParsedFile, bronze_table
@@ -45,6 +45,7 @@ __all__ = [
     "ExtractStats",
     "MidiError",
     "Notes",
+    "bronze_counts",
     "bronze_partitions",
     "extract",
     "extract_shard",

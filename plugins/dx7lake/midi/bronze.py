@@ -79,6 +79,18 @@ def bronze_partitions(lake: Lake) -> list[str]:
     return sorted(p for p, names in data.items() if names & committed.get(p, set()))
 
 
+def bronze_counts(lake: Lake) -> dict[str, int]:
+    """Note rows per partition, as the committed index records them (one small column per
+    index part; no note data is read)."""
+    counts: dict[str, int] = {}
+    for p, names in committed_parts(lake).items():
+        counts[p] = sum(
+            pc.sum(lake.read_parquet(f"{INDEX_PREFIX}/p={p}/{name}", ["notes"]).column(0)).as_py() or 0
+            for name in names
+        )
+    return {p: n for p, n in counts.items() if n}
+
+
 def read_bronze_partition(lake: Lake, p: str) -> pa.Table | None:
     """Every committed note row of partition ``p`` (None when there is none)."""
     names = sorted(_parts(lake, BRONZE_PREFIX, p).get(p, set()) & committed_parts(lake, p).get(p, set()))
