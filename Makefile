@@ -13,7 +13,10 @@ export DX7LAKE_HOME DEMO_LIMIT
 DBT_FILES := $(shell find dbt/models dbt/macros dbt/tests -type f 2>/dev/null) dbt/dbt_project.yml
 MANIFEST := dbt/target/manifest.json
 
-.PHONY: help setup demo test lint format airflow serve bench clean
+N ?= 400
+SCALE_SOURCE ?= ../shared/corpus/realworld
+
+.PHONY: help setup demo test lint format airflow serve bench bench-scale clean
 help:
 	@echo "make setup   create $(VENV) with every dependency (from the package registries only)"
 	@echo "make demo    run the whole DAG (airflow dags test) on music21's Bach chorales; SOURCE=<dir> for yours"
@@ -22,6 +25,7 @@ help:
 	@echo "make airflow airflow standalone on DX7LAKE_HOME, to trigger the DAG from the UI"
 	@echo "make serve   the phrase browser alone on http://127.0.0.1:8765/phrases"
 	@echo "make bench   benchmarks, one JSON object per line"
+	@echo "make bench-scale N=400  the pipeline on N Lakh-like files made from SCALE_SOURCE, then a 1% rerun"
 
 setup: $(VENV)/.installed $(MANIFEST)
 
@@ -57,6 +61,9 @@ serve: setup
 
 bench: setup
 	$(BIN)/python -m dx7lake.bench
+
+bench-scale: setup
+	$(BIN)/python -m dx7lake.bench.scale --files $(N) --source "$(SCALE_SOURCE)" --patches "$(PATCHES)"
 
 clean:
 	rm -rf $(DX7LAKE_HOME) dbt/target dbt/logs .pytest_cache
