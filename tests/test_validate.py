@@ -225,3 +225,38 @@ def test_recorded_run_feeds_every_dashboard_card(run):
         empty = [card.name for card in load_spec().cards if not conn.execute(card.sql).fetchall()]
     # only the failures card is empty: the recorded validation passed
     assert empty == ["Failing keys of the latest run"]
+
+
+def test_load_renders_loads_only_new_parts_and_compaction_keeps_every_row(run):
+    """The ledger: a second load reads no part; two parts of a partition, compacted, leave
+    gold.renders row for row as it was, the ledger equal to the lake, and nothing to plan."""
+
+    def renders() -> list[tuple]:
+        with psycopg.connect(run.pg_url) as conn:
+            return conn.execute(
+                "select content_hash, patch_id, key, sha256, render_p from gold.renders order by 1, 2"
+            ).fetchall()
+
+    lake = open_lake(run.lake_uri)
+    before = renders()
+    assert stages.load_renders(run, "again")["parts_loaded"] == 0
+    whole = manifest_parts(lake, _patch_id())[0]
+    table = lake.read_parquet(whole)
+    half = table.num_rows // 2
+    for piece in (table.slice(0, half), table.slice(half)):  # as two runs would have written it
+        lake.put_parquet(part_key(*part_partition(whole), piece.column("content_hash").to_pylist()), piece)
+    lake.delete(whole)
+    loaded = stages.load_renders(run, "split")
+    assert (loaded["parts_loaded"], loaded["parts_forgotten"], loaded["rows_loaded"]) == (2, 1, table.num_rows)
+    assert len(manifest_parts(lake, *part_partition(whole))) == 2
+
+    compacted = stages.compact(run, PATCHES)
+    assert (compacted["partitions_compacted"], compacted["parts_merged"]) == (1, 2)
+    (merged,) = manifest_parts(lake, *part_partition(whole))
+    assert lake.read_parquet(merged).sort_by("content_hash").equals(table.sort_by("content_hash"))
+    assert renders() == before
+    with psycopg.connect(run.pg_url) as conn:
+        ledger = {k for (k,) in conn.execute("select key from gold.manifest_parts")}
+    assert ledger == set(manifest_parts(lake))
+    assert stages.plan_render(run, PATCHES)["partitions"] == []
+    assert not _failures(run)

@@ -18,6 +18,7 @@ from .patches import choose_voices
 from .postgres import connect
 
 log = logging.getLogger(__name__)
+LOAD_PARTS_BATCH = 64  # manifest parts per load transaction: bounds the rows held in memory
 
 
 def _timed(fn):
@@ -121,21 +122,21 @@ def load_renders(settings: Settings, run_id: str | None = None, reload: bool = F
     """Load the gold manifest parts the ledger has not seen into gold.renders (every part
     with ``reload``), and forget ledger rows of parts a compaction merged away."""
     lake = open_lake(settings.lake_uri)
-    rows = loaded_now = 0
+    rows = 0
     with connect(settings) as conn:
         warehouse.ensure_schema(conn)
         loaded = warehouse.loaded_parts(conn)
         listed = render.manifest_parts(lake)
-        for key in listed:
-            if reload or key not in loaded:
-                patch_id, render_p = render.part_partition(key)
-                rows += warehouse.load_manifest_part(conn, key, patch_id, render_p, lake.read_parquet(key), run_id)
-                loaded_now += 1
+        todo = [key for key in listed if reload or key not in loaded]
+        for i in range(0, len(todo), LOAD_PARTS_BATCH):
+            batch = todo[i : i + LOAD_PARTS_BATCH]
+            parts = [(key, *render.part_partition(key), lake.read_parquet(key)) for key in batch]
+            rows += warehouse.load_manifest_parts(conn, parts, run_id)
         gone = sorted(set(loaded) - set(listed))
         if gone:
             warehouse.forget_parts(conn, gone)
         renders = warehouse.scalar(conn, "select count(*) from gold.renders")
-    return {"renders": renders, "parts_loaded": loaded_now, "rows_loaded": rows, "parts_forgotten": len(gone)}
+    return {"renders": renders, "parts_loaded": len(todo), "rows_loaded": rows, "parts_forgotten": len(gone)}
 
 
 @_timed

@@ -154,44 +154,53 @@ def load_bronze_partition(conn: psycopg.Connection, p: str, table: pa.Table | No
 RENDER_COLUMNS = "content_hash, patch_id, key, sha256, bytes, sample_rate, duration_s, peak, rms, bpm, notes, render_p"
 
 
-def load_manifest_part(
-    conn: psycopg.Connection, key: str, patch_id: str, render_p: int, table: pa.Table, run_id: str | None
+def load_manifest_parts(
+    conn: psycopg.Connection, parts: list[tuple[str, str, int, pa.Table]], run_id: str | None
 ) -> int:
-    """Upsert one manifest part's rows into gold.renders and record the part in the ledger,
-    in one transaction. A content a later part repeats takes the later row (parts are
-    loaded in key order, which is the order they were written)."""
+    """Upsert the rows of manifest parts (key, patch_id, render_p, table) into gold.renders and record them in
+    the ledger, in one transaction (one COPY, one upsert: a run's new parts cost one round
+    trip, not one each). A content a later part repeats takes the later row: parts come in
+    key order, which is the order they were written."""
     with conn.transaction():
-        conn.execute("create temp table if not exists stage_renders (like gold.renders) on commit delete rows")
+        conn.execute(
+            "create temp table if not exists stage_renders (like gold.renders) on commit delete rows;"
+            " alter table stage_renders add column if not exists part_no integer"
+        )
         conn.execute("truncate stage_renders")
-        with conn.cursor().copy(f"copy stage_renders ({RENDER_COLUMNS}) from stdin") as copy:
-            for r in table.to_pylist():
-                copy.write_row(
-                    (
-                        r["content_hash"],
-                        r["patch_id"],
-                        r["key"],
-                        r["sha256"],
-                        r["bytes"],
-                        r["sample_rate"],
-                        r["duration_s"],
-                        r["peak"],
-                        r["rms"],
-                        r["bpm"],
-                        json.dumps(r["notes"]),
-                        render_p,
+        with conn.cursor().copy(f"copy stage_renders ({RENDER_COLUMNS}, part_no) from stdin") as copy:
+            for part_no, (_, _, render_p, table) in enumerate(parts):
+                for r in table.to_pylist():
+                    copy.write_row(
+                        (
+                            r["content_hash"],
+                            r["patch_id"],
+                            r["key"],
+                            r["sha256"],
+                            r["bytes"],
+                            r["sample_rate"],
+                            r["duration_s"],
+                            r["peak"],
+                            r["rms"],
+                            r["bpm"],
+                            json.dumps(r["notes"]),
+                            render_p,
+                            part_no,
+                        )
                     )
-                )
         updates = ", ".join(f"{c} = excluded.{c}" for c in RENDER_COLUMNS.split(", ")[2:])
         conn.execute(
             f"insert into gold.renders ({RENDER_COLUMNS}) select distinct on (content_hash, patch_id) "
-            f"{RENDER_COLUMNS} from stage_renders on conflict (content_hash, patch_id) do update set {updates}"
+            f"{RENDER_COLUMNS} from stage_renders order by content_hash, patch_id, part_no desc "
+            f"on conflict (content_hash, patch_id) do update set {updates}"
         )
-        conn.execute(
-            """insert into gold.manifest_parts (key, patch_id, render_p, rows, run_id) values (%s, %s, %s, %s, %s)
-               on conflict (key) do update set rows = excluded.rows, run_id = excluded.run_id, loaded_at = now()""",
-            (key, patch_id, render_p, table.num_rows, run_id),
-        )
-    return table.num_rows
+        with conn.cursor() as cur:
+            cur.executemany(
+                """insert into gold.manifest_parts (key, patch_id, render_p, rows, run_id)
+                   values (%s, %s, %s, %s, %s) on conflict (key) do update set rows = excluded.rows,
+                   run_id = excluded.run_id, loaded_at = now()""",
+                [(key, patch_id, render_p, table.num_rows, run_id) for key, patch_id, render_p, table in parts],
+            )
+    return sum(table.num_rows for *_, table in parts)
 
 
 def loaded_parts(conn: psycopg.Connection) -> dict[str, str | None]:

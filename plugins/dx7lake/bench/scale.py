@@ -68,12 +68,24 @@ def make_corpus(source: Path, out: Path, first: int, count: int) -> int:
     written = 0
     for i in range(first, first + count):
         src = sources[i % len(sources)]
+        target = out / f"{i:06d}_{src.stem}.mid"
+        if target.exists():  # the same i always gives the same bytes: a kept corpus is reused
+            written += 1
+            continue
         data = variant(src.read_bytes(), i, len(sources))
         if data is None and i >= len(sources):
             continue
-        (out / f"{i:06d}_{src.stem}.mid").write_bytes(data if data is not None else src.read_bytes())
+        target.write_bytes(data if data is not None else src.read_bytes())
         written += 1
     return written
+
+
+def _link(corpus: Path, landing: Path, numbers: range) -> None:
+    """Files ``numbers`` of the corpus into the landing folder (hard links: no copy)."""
+    landing.mkdir(parents=True, exist_ok=True)
+    for path in corpus.iterdir():
+        if int(path.name[:6]) in numbers and not (landing / path.name).exists():
+            (landing / path.name).hardlink_to(path)
 
 
 def stage(name: str, home: str, patches: str, run_id: str) -> dict:
@@ -152,13 +164,21 @@ def _report(label: str, stages: dict[str, dict], notes: int) -> dict:
             "seconds": s["seconds"],
             "s_per_million_notes": round(s["seconds"] / (notes / 1e6), 2) if notes else None,
             "peak_rss_mib": s["peak_rss_mib"],
+            "cpu_seconds": s["cpu_seconds"],
             "cpu_util": round(s["cpu_seconds"] / s["process_seconds"], 2) if s["process_seconds"] else None,
         } | ({"checks_s": s["checks_s"]} if "checks_s" in s else {})
     return {"run": label, "notes": notes, "seconds": round(total, 3), "stages": rows}
 
 
-def run(files: int = 40, source: str | None = None, patches: str = "epiano,bell", keep: str | None = None) -> dict:
-    """Full run on ``files`` files, then a rerun after adding 1% more (at least one)."""
+def run(
+    files: int = 40,
+    source: str | None = None,
+    patches: str = "epiano,bell",
+    keep: str | None = None,
+    corpus: str | None = None,
+) -> dict:
+    """Full run on ``files`` files, then a rerun after adding 1% more (at least one).
+    ``corpus`` keeps the generated files there for the next run (they take a while)."""
     from dx7lake.config import load_settings
     from dx7lake.postgres import stop_embedded
 
@@ -168,11 +188,14 @@ def run(files: int = 40, source: str | None = None, patches: str = "epiano,bell"
     added = max(1, math.ceil(files / 100))
     with tempfile.TemporaryDirectory(prefix="dx7lake-scale-") as tmp:
         home = keep or tmp
-        landing = load_settings(home).source
+        landing = Path(load_settings(home).source)
+        made = Path(corpus) if corpus else Path(tmp) / "corpus"
         try:
-            n = make_corpus(src, Path(landing), 0, files)
+            n = make_corpus(src, made, 0, files)
+            _link(made, landing, range(files))
             full = pipeline(home, patches, "full")
-            make_corpus(src, Path(landing), files, added)
+            make_corpus(src, made, files, added)
+            _link(made, landing, range(files, files + added))
             rerun = pipeline(home, patches, "rerun")
         finally:
             stop_embedded(load_settings(home))
@@ -195,6 +218,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--source", default=None, help="folder of real MIDI files to vary")
     parser.add_argument("--patches", default="epiano,bell")
     parser.add_argument("--keep", default=None, help="run in this home and keep it (default: a temporary one)")
+    parser.add_argument("--corpus", default=None, help="keep the generated corpus in this folder, to reuse")
     parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
     parser.add_argument("--home", help=argparse.SUPPRESS)
     parser.add_argument("--run-id", help=argparse.SUPPRESS)
@@ -202,7 +226,7 @@ def main(argv: list[str]) -> int:
     if args.stage:
         _child_main(args)
         return 0
-    print(json.dumps(run(args.files, args.source, args.patches, args.keep)), flush=True)
+    print(json.dumps(run(args.files, args.source, args.patches, args.keep, args.corpus)), flush=True)
     return 0
 
 
