@@ -56,7 +56,7 @@ serve: setup
 	$(BIN)/dx7lake serve --home "$(DX7LAKE_HOME)" --port 8765
 
 bench: setup
-	$(BIN)/python -m dx7lake.bench
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(DX7LAKE_HOME) dbt/target dbt/logs .pytest_cache

@@ -13,7 +13,7 @@ from airflow.sdk import Asset, Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from dx7lake.config import load_settings
-from dx7lake.cosmos_dbt import dbt_task_group
+from dx7lake.orchestration.cosmos_dbt import dbt_task_group
 
 BRONZE = Asset("dx7lake_bronze")
 RAW = Asset("dx7lake_raw")
@@ -22,7 +22,7 @@ GOLD = Asset("dx7lake_gold")
 
 
 def _mark_run_failed(context) -> None:
-    from dx7lake.stats import mark_run_failed
+    from dx7lake.warehouse.stats import mark_run_failed
 
     mark_run_failed(context)
 

@@ -55,7 +55,7 @@ def new_database(pg_server, prefix: str = "t") -> str:
 def build_silver(settings, run_id: str = "test", dbt_args: tuple[str, ...] = ("build", "--quiet")) -> None:
     """The stages up to silver, as the DAG runs them: extract, load every partition, dbt."""
     from dx7lake import stages
-    from dx7lake.transform import run_dbt
+    from dx7lake.warehouse.transform import run_dbt
 
     stages.extract(settings)
     for p in stages.bronze_partitions(settings):
@@ -80,7 +80,7 @@ def pg_url(pg_server) -> str:
 @pytest.fixture(scope="session")
 def chorales(tmp_path_factory) -> Path:
     """Six real Bach chorales written out as MIDI by music21."""
-    from dx7lake.corpus import write_demo_corpus
+    from dx7lake.bronze.corpus import write_demo_corpus
 
     landing = tmp_path_factory.mktemp("landing")
     result = write_demo_corpus(landing, limit=6)

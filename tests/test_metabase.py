@@ -8,8 +8,8 @@ import json
 import pytest
 import yaml
 
-from dx7lake.metabase_provision import MetabaseClient, MetabaseError, provision
-from dx7lake.metabase_spec import DEFAULT_SPEC, SpecError, load_spec
+from dx7lake.metabase.provision import MetabaseClient, MetabaseError, provision
+from dx7lake.metabase.spec import DEFAULT_SPEC, SpecError, load_spec
 from metabase_standin import REDACTED, MetabaseStandIn
 
 WAREHOUSE = "postgresql://dx7:pw@warehouse:5432/dx7lake"
@@ -140,7 +140,7 @@ def test_cli_provisions_from_the_environment(metabase, tmp_path, monkeypatch, ca
 def test_a_fresh_metabase_gets_its_admin_then_dashboards(tmp_path, monkeypatch, capsys):
     """docker-compose starts Metabase with no user: provisioning completes its setup first."""
     from dx7lake.cli import main
-    from dx7lake.metabase_provision import ensure_admin
+    from dx7lake.metabase.provision import ensure_admin
 
     with MetabaseStandIn(fresh=True) as fresh:
         monkeypatch.setenv("METABASE_USER", "admin@dx7lake.local")

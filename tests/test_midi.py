@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dx7lake.midi import BRONZE_SCHEMA, midi_id_of, parse_midi, set_type_of
+from dx7lake.bronze import BRONZE_SCHEMA, midi_id_of, parse_midi, set_type_of
 from midi_files import simple_melody
 
 

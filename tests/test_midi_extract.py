@@ -10,8 +10,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from dx7lake.lake import LocalLake, open_lake
-from dx7lake.midi import (
+from dx7lake.bronze import (
     BRONZE_SCHEMA,
     ExtractOptions,
     bronze_partitions,
@@ -22,6 +21,7 @@ from dx7lake.midi import (
     parse_midi,
     read_bronze_partition,
 )
+from dx7lake.lake import LocalLake, open_lake
 from midi_files import END_OF_TRACK, smf
 
 BAD = {

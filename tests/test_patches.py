@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from dexed import Patch
 
-from dx7lake.patches import BUILTIN, Voice, builtin_voices, choose_voices, load_syx, patch_id_of
-from dx7lake.render_vst3 import voice_sysex
+from dx7lake.gold.patches import BUILTIN, Voice, builtin_voices, choose_voices, load_syx, patch_id_of
+from dx7lake.gold.vst3 import voice_sysex
 
 
 def bank_patches() -> list[Patch]:
@@ -89,7 +89,7 @@ def test_random_picks_without_banks_come_from_the_builtins(monkeypatch):
 def test_banks_can_be_passed_directly_and_folders_are_searched(bank):
     voices = choose_voices("random:32", banks=load_syx(bank))
     assert len(voices) == 32
-    from dx7lake.patches import bank_voices
+    from dx7lake.gold.patches import bank_voices
 
     assert [v.vced for v in bank_voices([bank.parent])] == [v.vced for v in load_syx(bank)]
 

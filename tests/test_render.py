@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dx7lake.bench.render import naive_render
-from dx7lake.patches import choose_voices
-from dx7lake.render import PhraseRenderer, RenderSpec, render_row
-from dx7lake.render_engine import DexedEngine
-from dx7lake.render_master import BASE_GAIN, PEAK_CEILING
-from dx7lake.render_vst3 import Vst3Error, load_vst3, voice_sysex
+from bench.render import naive_render
+from dx7lake.gold.engine import DexedEngine
+from dx7lake.gold.master import BASE_GAIN, PEAK_CEILING
+from dx7lake.gold.patches import choose_voices
+from dx7lake.gold.render import PhraseRenderer, RenderSpec, render_row
+from dx7lake.gold.vst3 import Vst3Error, load_vst3, voice_sysex
 
 PHRASE = [(0.0, 1.0, 100, 60), (1.0, 1.0, 90, 64), (2.0, 2.0, 80, 67), (2.0, 2.0, 80, 72)]
 SPEC = RenderSpec()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dx7lake.render_flac import FlacEncoder
+from dx7lake.gold.flac import FlacEncoder
 
 
 def samples(n: int = 30_000) -> np.ndarray:

@@ -8,9 +8,8 @@ import os
 import pytest
 import soundfile as sf
 
-from dx7lake.lake import LocalLake
-from dx7lake.patches import choose_voices
-from dx7lake.render import (
+from dx7lake.gold.patches import choose_voices
+from dx7lake.gold.render import (
     MANIFEST_SCHEMA,
     GoldConflict,
     RenderSpec,
@@ -20,6 +19,7 @@ from dx7lake.render import (
     render_partition,
     render_row,
 )
+from dx7lake.lake import LocalLake
 
 SPEC = RenderSpec()
 CONTRACT = {"content_hash", "patch_id", "key", "sha256", "bytes", "sample_rate", "duration_s", "peak", "rms", "bpm"}
@@ -124,8 +124,8 @@ def test_pending_partitions_are_those_whose_manifests_do_not_match_silver(tmp_pa
 KILLED_RENDER = """
 import sys
 from dx7lake.lake import LocalLake
-from dx7lake.patches import choose_voices
-from dx7lake.render import RenderSpec, render_partition
+from dx7lake.gold.patches import choose_voices
+from dx7lake.gold.render import RenderSpec, render_partition
 sys.path.insert(0, {tests!r})
 from test_render_partition import contents
 render_partition(LocalLake({root!r}), 4, iter(contents(3000)), choose_voices("epiano"), RenderSpec(), workers=2)

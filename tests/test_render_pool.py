@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from dx7lake.render_pool import ordered_map, worker_count
+from dx7lake.gold.pool import ordered_map, worker_count
 
 _offset = {"value": 0}
 

@@ -13,13 +13,14 @@ from collections import defaultdict
 import psycopg
 import pytest
 
+from bench.synthetic import partitions, synthetic_notes
 from conftest import build_silver, new_database
-from dx7lake import stages, warehouse
+from dx7lake import stages
+from dx7lake.bronze import read_bronze_partition
 from dx7lake.config import load_settings
 from dx7lake.lake import open_lake
-from dx7lake.midi import read_bronze_partition
-from dx7lake.synthetic import partitions, synthetic_notes
-from dx7lake.transform import run_dbt
+from dx7lake.warehouse import load as warehouse
+from dx7lake.warehouse.transform import run_dbt
 
 SPLIT_ORDER = ("train", "test", "validate")
 

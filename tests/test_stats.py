@@ -5,7 +5,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from dx7lake import stages, stats
+from dx7lake import stages
+from dx7lake.warehouse import stats
 
 
 def _run(settings, run_id: str, passed: bool = True) -> None:

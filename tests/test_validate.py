@@ -19,12 +19,12 @@ import soundfile as sf
 
 from conftest import build_gold, build_silver, new_database
 from dx7lake import stages
-from dx7lake.audio_qa import expected_samples
 from dx7lake.config import Settings, load_settings
+from dx7lake.gold.flac import FlacEncoder
+from dx7lake.gold.render import GOLD_MANIFESTS
 from dx7lake.lake import Lake, open_lake
-from dx7lake.render import GOLD_MANIFESTS
-from dx7lake.render_flac import FlacEncoder
-from dx7lake.validate import validate_run
+from dx7lake.quality.audio_qa import expected_samples
+from dx7lake.quality.validate import validate_run
 
 PATCHES = "sine"
 
@@ -42,7 +42,7 @@ def run(pg_server, chorales, tmp_path_factory) -> Iterator[Settings]:
 
 
 def _patch_id() -> str:
-    from dx7lake.patches import choose_voices
+    from dx7lake.gold.patches import choose_voices
 
     return choose_voices(PATCHES)[0].patch_id
 
@@ -179,7 +179,7 @@ def test_partition_mismatch_missing_render_and_gold_test_are_named(run):
 def test_recorded_run_feeds_every_dashboard_card(run):
     """The analytics marts build (with their tests) on a finished run, and every card of the
     dashboard spec is valid SQL over the warehouse that returns rows."""
-    from dx7lake.metabase_spec import load_spec
+    from dx7lake.metabase.spec import load_spec
 
     stages.start_run(run, "cards", {"patches": PATCHES})
     first = stages.plan_render(run)["partitions"][0]

@@ -14,9 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dx7lake import warehouse
-from dx7lake.midi import BRONZE_SCHEMA
-from dx7lake.synthetic import partitions, synthetic_notes
+from bench.synthetic import partitions, synthetic_notes
+from dx7lake.bronze import BRONZE_SCHEMA
+from dx7lake.warehouse import load as warehouse
 
 COLS = ", ".join(BRONZE_SCHEMA.names)
 
@@ -95,7 +95,7 @@ def test_a_load_killed_during_copy_leaves_the_table_as_it_was(pg_url, tmp_path):
     script = textwrap.dedent(
         f"""
         import psycopg, pyarrow.parquet as pq
-        from dx7lake import warehouse
+        from dx7lake.warehouse import load as warehouse
         table = pq.read_table({str(tmp_path / "part.parquet")!r})
         with psycopg.connect({pg_url!r}) as conn:
             warehouse.load_bronze_partition(conn, "0", table, "killed")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import stages
 from .config import Settings, load_settings
-from .metabase_spec import DEFAULT_SPEC
+from .metabase.spec import DEFAULT_SPEC
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -33,7 +33,7 @@ def _print(result: dict) -> None:
 
 
 def cmd_corpus(args) -> int:
-    from .corpus import demo_limit, write_demo_corpus
+    from .bronze.corpus import demo_limit, write_demo_corpus
 
     settings = _settings(args)
     _print(write_demo_corpus(args.out or settings.source, demo_limit(args.limit)))
@@ -41,7 +41,7 @@ def cmd_corpus(args) -> int:
 
 
 def cmd_db(args) -> int:
-    from .postgres import stop_embedded, warehouse_url
+    from .warehouse.postgres import stop_embedded, warehouse_url
 
     settings = _settings(args)
     if args.action == "stop":
@@ -65,7 +65,7 @@ def cmd_load(args) -> int:
 
 
 def cmd_dbt(args) -> int:
-    from .transform import run_dbt
+    from .warehouse.transform import run_dbt
 
     run_dbt(args.dbt_args or ["build"], settings=_settings(args))
     _print({"dbt": args.dbt_args or ["build"], "success": True})
@@ -95,7 +95,7 @@ def cmd_validate(args) -> int:
 
 def cmd_metabase(args) -> int:
     """Provision the dashboards in the spec onto the Metabase at METABASE_URL."""
-    from .metabase_provision import provision_from_env
+    from .metabase.provision import provision_from_env
 
     if args.url:
         os.environ["METABASE_URL"] = args.url
@@ -105,9 +105,9 @@ def cmd_metabase(args) -> int:
 
 def cmd_demo(args) -> int:
     """Run the DAG for real with ``airflow dags test`` on the embedded default."""
-    from .airflow_env import airflow_environment
-    from .corpus import demo_limit, write_demo_corpus
-    from .postgres import stop_embedded
+    from .bronze.corpus import demo_limit, write_demo_corpus
+    from .orchestration.airflow_env import airflow_environment
+    from .warehouse.postgres import stop_embedded
 
     settings = _settings(args)
     started = time.time()
@@ -172,7 +172,7 @@ def _run_logged(cmd: list[str], env: dict[str, str], log_path: Path) -> int:
 
 def cmd_airflow(args) -> int:
     """``airflow standalone`` on the same home, so the DAG can be triggered from the UI."""
-    from .airflow_env import airflow_environment
+    from .orchestration.airflow_env import airflow_environment
 
     settings = _settings(args)
     env = airflow_environment(settings)
@@ -198,7 +198,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_dbt_parse(args) -> int:
-    from .transform import parse_project
+    from .warehouse.transform import parse_project
 
     _print({"manifest": str(parse_project())})
     return 0

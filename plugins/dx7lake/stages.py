@@ -11,11 +11,15 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 
-from . import midi, render, stats, validate, warehouse
+from . import bronze as midi
 from .config import Settings
+from .gold import render
+from .gold.patches import choose_voices
 from .lake import open_lake
-from .patches import choose_voices
-from .postgres import connect
+from .quality import validate
+from .warehouse import load as warehouse
+from .warehouse import stats
+from .warehouse.postgres import connect
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +144,7 @@ def run_validation(
 @_timed
 def build_analytics(settings: Settings) -> dict:
     """The dbt analytics marts (and their tests) over silver and gold, for the dashboards."""
-    from .transform import run_dbt
+    from .warehouse.transform import run_dbt
 
     run_dbt(["build", "--select", "path:models/analytics", "--quiet"], settings=settings)
     return {"built": "analytics"}
@@ -148,7 +152,7 @@ def build_analytics(settings: Settings) -> dict:
 
 def provision_metabase(settings: Settings) -> dict:
     """Dashboards as code: the repo's spec onto the Metabase at ``METABASE_URL``."""
-    from .metabase_provision import provision_from_env
+    from .metabase.provision import provision_from_env
 
     return provision_from_env(settings)
 

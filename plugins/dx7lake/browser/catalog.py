@@ -24,9 +24,9 @@ import psycopg
 from psycopg.rows import dict_row
 
 from ..config import Settings
+from ..gold.render import GOLD_MANIFESTS, manifest_key
 from ..lake import Lake, open_lake
-from ..postgres import warehouse_url
-from ..render import GOLD_MANIFESTS, manifest_key
+from ..warehouse.postgres import warehouse_url
 
 SPLITS = ("train", "validate", "test")
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from .bronze import bronze_partitions, read_bronze_partition
 from .extract import ExtractOptions, ExtractStats, extract, extract_shard, merge_stats, owned_partitions
 from .notes import MidiError, Notes, parse_notes
 from .rows import ParsedFile, bronze_table
@@ -26,6 +25,7 @@ from .schema import (
     midi_id_of,
     set_type_of,
 )
+from .store import bronze_partitions, read_bronze_partition
 
 
 def parse_midi(data: bytes, source_key: str, midi_id: str | None = None) -> pa.Table:

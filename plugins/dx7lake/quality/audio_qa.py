@@ -16,7 +16,7 @@ import math
 import numpy as np
 import soundfile as sf
 
-from .render_engine import RenderSpec
+from ..gold.engine import RenderSpec
 
 # 16-bit full scale is 32767; the renderer leaves 1 dB of headroom, so a few samples at
 # full scale can only mean clipping.

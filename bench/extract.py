@@ -34,8 +34,8 @@ def _corpus(folder: Path) -> list[Path]:
 def run() -> dict:
     import mido
 
-    from ..lake import LocalLake
-    from ..midi import extract
+    from dx7lake.bronze import extract
+    from dx7lake.lake import LocalLake
 
     with tempfile.TemporaryDirectory(prefix="dx7lake-bench-") as tmp:
         folder = Path(tmp) / "midi"

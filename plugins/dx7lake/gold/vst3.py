@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .engine import Note, RenderSpec
 from .patches import Voice
-from .render_engine import Note, RenderSpec
 
 VST3_ENV = "DX7LAKE_DEXED_VST3"
 

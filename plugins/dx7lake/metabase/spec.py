@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-DEFAULT_SPEC = Path(__file__).with_name("metabase") / "dashboards.yml"
+DEFAULT_SPEC = Path(__file__).with_name("dashboards.yml")
 GRID_COLUMNS = 24  # Metabase's dashboard grid
 DISPLAYS = {"table", "bar", "line", "row", "pie", "scalar", "area", "scatter"}
 

@@ -14,8 +14,8 @@ from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, 
 from cosmos.constants import InvocationMode, LoadMode, SourceRenderingBehavior, TestBehavior
 from cosmos.profiles import PostgresUserPasswordProfileMapping
 
-from .config import WAREHOUSE_CONN_ID
-from .transform import dbt_project_dir, manifest_path
+from ..config import WAREHOUSE_CONN_ID
+from ..warehouse.transform import dbt_project_dir, manifest_path
 
 
 def dbt_task_group(group_id: str = "dbt_silver", **kwargs) -> DbtTaskGroup:

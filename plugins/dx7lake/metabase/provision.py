@@ -17,8 +17,8 @@ import os
 from collections import Counter
 from typing import Any
 
-from .config import Settings
-from .metabase_spec import DEFAULT_SPEC, Card, Dashboard, Spec, load_spec
+from ..config import Settings
+from .spec import DEFAULT_SPEC, Card, Dashboard, Spec, load_spec
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ class Provisioner:
 
 def database_details(url: str) -> dict:
     """Metabase's Postgres connection details for the warehouse at libpq ``url``."""
-    from .transform import profile_env
+    from ..warehouse.transform import profile_env
 
     env = profile_env(url)
     return {
@@ -251,7 +251,7 @@ def provision_from_env(settings: Settings, spec_path=DEFAULT_SPEC) -> dict:
     docker-compose, by the service name): ``METABASE_WAREHOUSE_URL`` gives that address,
     and defaults to the pipeline's own warehouse URL.
     """
-    from .postgres import warehouse_url
+    from ..warehouse.postgres import warehouse_url
 
     url = os.environ.get("METABASE_URL")
     if not url:

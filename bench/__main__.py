@@ -7,13 +7,15 @@ import json
 import pkgutil
 import sys
 
-import dx7lake.bench as package
+import bench as package
 
 
 def main(argv: list[str]) -> int:
-    names = argv or sorted(m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_"))
+    names = argv or sorted(
+        m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_") and m.name != "synthetic"
+    )
     for name in names:
-        result = importlib.import_module(f"dx7lake.bench.{name}").run()
+        result = importlib.import_module(f"bench.{name}").run()
         print(json.dumps(result), flush=True)
     return 0
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .render_effects import EffectsChain
-from .render_engine import RenderSpec
-from .render_flac import FlacEncoder
+from .effects import EffectsChain
+from .engine import RenderSpec
+from .flac import FlacEncoder
 
 # A single DX7 note peaks near 3.0 (engine units) at full velocity: 0.1 leaves room for chords.
 BASE_GAIN = 0.1

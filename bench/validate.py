@@ -6,11 +6,12 @@ from __future__ import annotations
 import tempfile
 import time
 
-from ..lake import LocalLake
-from ..patches import choose_voices
-from ..render import PhraseRenderer
-from ..render_engine import RenderSpec
-from ..validate import READ_WORKERS, Validation, check_objects
+from dx7lake.gold.engine import RenderSpec
+from dx7lake.gold.patches import choose_voices
+from dx7lake.gold.render import PhraseRenderer
+from dx7lake.lake import LocalLake
+from dx7lake.quality.validate import READ_WORKERS, Validation, check_objects
+
 from .render import chorale_phrases
 
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .midi import BRONZE_SCHEMA
+from ..bronze import BRONZE_SCHEMA
 
 DDL = """
 create schema if not exists raw;

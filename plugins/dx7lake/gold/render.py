@@ -32,12 +32,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .lake import Lake
+from ..lake import Lake
+from .engine import DEFAULT_MEMO_BYTES, DexedEngine, Note, RenderSpec
+from .master import Master
 from .patches import Voice
-from .render_engine import DEFAULT_MEMO_BYTES, DexedEngine, Note, RenderSpec
-from .render_master import Master
-from .render_pool import ordered_map, worker_count
-from .render_vst3 import VST3_ENV, Vst3Engine
+from .pool import ordered_map, worker_count
+from .vst3 import VST3_ENV, Vst3Engine
 
 GOLD_RENDERS = "gold/renders"
 GOLD_MANIFESTS = "gold/manifests"

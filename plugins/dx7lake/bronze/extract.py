@@ -17,7 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..lake import Lake
-from . import bronze, passthrough
+from . import passthrough
+from . import store as bronze
 from .notes import MidiError, parse_notes
 from .rows import ParsedFile
 from .schema import DEFAULT_SPLIT, HEX, midi_id_of, set_type_of

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .midi import BRONZE_SCHEMA, set_type_of
+from dx7lake.bronze import BRONZE_SCHEMA, set_type_of
 
 _DURATIONS = np.array([0.25, 0.5, 1.0, 2.0])
 

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import psycopg
 
-from .config import WAREHOUSE_CONN_ID, Settings
+from ..config import WAREHOUSE_CONN_ID, Settings
 
 log = logging.getLogger(__name__)
 

@@ -165,7 +165,7 @@ def record_validation(conn: psycopg.Connection, run_id: str, checks: list[dict],
 
 def mark_run_failed(context) -> None:
     """Airflow task failure callback: a run that dies in any task ends ``failed`` here too."""
-    from .config import load_settings
+    from ..config import load_settings
     from .postgres import connect
 
     with connect(load_settings()) as conn:

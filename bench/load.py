@@ -19,10 +19,10 @@ import time
 
 import psycopg
 
-from .. import warehouse
-from ..midi import BRONZE_SCHEMA
-from ..synthetic import partitions, synthetic_notes
-from ..transform import run_dbt
+from bench.synthetic import partitions, synthetic_notes
+from dx7lake.bronze import BRONZE_SCHEMA
+from dx7lake.warehouse import load as warehouse
+from dx7lake.warehouse.transform import run_dbt
 
 NOTES_PER_SONG = 490  # what synthetic_notes makes with its defaults
 

@@ -25,11 +25,14 @@ from dataclasses import dataclass, field
 
 import pyarrow.parquet as pq
 
-from . import audio_qa, midi, render, warehouse
-from .config import Settings
-from .lake import Lake, open_lake
-from .postgres import connect
-from .transform import invoke_dbt
+from .. import bronze as midi
+from ..config import Settings
+from ..gold import render
+from ..lake import Lake, open_lake
+from ..warehouse import load as warehouse
+from ..warehouse.postgres import connect
+from ..warehouse.transform import invoke_dbt
+from . import audio_qa
 
 CHECKS = ("bronze_raw", "coverage", "gold_load", "objects", "audio", "dbt_gold")
 DBT_GOLD_SELECTOR = "source:gold"

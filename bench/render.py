@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..corpus import write_demo_corpus
-from ..lake import LocalLake
-from ..midi import parse_midi
-from ..patches import Voice, choose_voices
-from ..render import PhraseRenderer, render_partition
-from ..render_engine import DexedNotes, Note, RenderSpec
-from ..render_flac import FlacEncoder
-from ..render_master import FULL_SCALE, fade_ramp, staged_gain
+from dx7lake.bronze import parse_midi
+from dx7lake.bronze.corpus import write_demo_corpus
+from dx7lake.gold.engine import DexedNotes, Note, RenderSpec
+from dx7lake.gold.flac import FlacEncoder
+from dx7lake.gold.master import FULL_SCALE, fade_ramp, staged_gain
+from dx7lake.gold.patches import Voice, choose_voices
+from dx7lake.gold.render import PhraseRenderer, render_partition
+from dx7lake.lake import LocalLake
 
 CHORALES = 30
 VOICES = "epiano,bell"

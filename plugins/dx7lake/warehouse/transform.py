@@ -10,10 +10,10 @@ import os
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
-from .config import Settings
+from ..config import Settings
 from .postgres import warehouse_url
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def dbt_project_dir() -> Path:
