@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 import subprocess
 import sys
@@ -16,16 +15,20 @@ import time
 from pathlib import Path
 
 from . import stages
-from .config import Settings, load_settings
+from .config import DEFAULT_BPM, DEFAULT_PATCHES, DEFAULT_SAMPLE_RATE, Settings, load_settings, parse_demo_limit
 from .metabase.spec import DEFAULT_SPEC
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    if getattr(args, "lake", None):
-        os.environ["DX7LAKE_LAKE"] = args.lake
-    if getattr(args, "source", None):
-        os.environ["DX7LAKE_SOURCE"] = args.source
-    return load_settings(args.home)
+    """The environment's settings with this command's options over them."""
+    limit = getattr(args, "limit", None)
+    return load_settings(
+        args.home,
+        lake_uri=args.lake,
+        source=getattr(args, "source", None),
+        metabase_url=getattr(args, "url", None),
+        demo_limit=parse_demo_limit(limit) if limit is not None else None,
+    )
 
 
 def _print(result: dict) -> None:
@@ -33,10 +36,10 @@ def _print(result: dict) -> None:
 
 
 def cmd_corpus(args) -> int:
-    from .bronze.corpus import demo_limit, write_demo_corpus
+    from .bronze.corpus import write_demo_corpus
 
     settings = _settings(args)
-    _print(write_demo_corpus(args.out or settings.source, demo_limit(args.limit)))
+    _print(write_demo_corpus(args.out or settings.source, settings.demo_limit))
     return 0
 
 
@@ -94,18 +97,16 @@ def cmd_validate(args) -> int:
 
 
 def cmd_metabase(args) -> int:
-    """Provision the dashboards in the spec onto the Metabase at METABASE_URL."""
-    from .metabase.provision import provision_from_env
+    """Provision the dashboards in the spec onto the Metabase at METABASE_URL (or --url)."""
+    from .metabase.provision import provision_from_settings
 
-    if args.url:
-        os.environ["METABASE_URL"] = args.url
-    _print(provision_from_env(_settings(args), args.spec))
+    _print(provision_from_settings(_settings(args), args.spec))
     return 0
 
 
 def cmd_demo(args) -> int:
     """Run the DAG for real with ``airflow dags test`` on the embedded default."""
-    from .bronze.corpus import demo_limit, write_demo_corpus
+    from .bronze.corpus import write_demo_corpus
     from .orchestration.airflow_env import airflow_environment
     from .warehouse.postgres import stop_embedded
 
@@ -114,7 +115,7 @@ def cmd_demo(args) -> int:
     try:
         if not args.source:
             print(f"==> demo corpus: Bach chorales from music21 into {settings.source}", flush=True)
-            _print(write_demo_corpus(settings.source, demo_limit(args.limit)))
+            _print(write_demo_corpus(settings.source, settings.demo_limit))
         env = airflow_environment(settings)
         settings.airflow_home.mkdir(parents=True, exist_ok=True)
         airflow = str(Path(sys.executable).with_name("airflow"))
@@ -197,10 +198,24 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_settings(args) -> int:
+    """The settings this environment resolves to (secrets left out), or the README's table."""
+    from dataclasses import fields
+
+    from .config import settings_table
+
+    if args.markdown:
+        print(settings_table(), end="")
+        return 0
+    settings = _settings(args)
+    _print({f.name: getattr(settings, f.name) for f in fields(settings) if f.repr})
+    return 0
+
+
 def cmd_dbt_parse(args) -> int:
     from .warehouse.transform import parse_project
 
-    _print({"manifest": str(parse_project())})
+    _print({"manifest": str(parse_project(_settings(args)))})
     return 0
 
 
@@ -235,10 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
         ("validate", cmd_validate, "check a finished run; exits 1 naming each failing key"),
     ):
         p = add(name, fn, help_)
-        p.add_argument("--patches", default="epiano,bell")
+        p.add_argument("--patches", default=DEFAULT_PATCHES)
         if name == "render":
-            p.add_argument("--bpm", type=float, default=120.0)
-            p.add_argument("--sample-rate", type=int, default=22050)
+            p.add_argument("--bpm", type=float, default=DEFAULT_BPM)
+            p.add_argument("--sample-rate", type=int, default=DEFAULT_SAMPLE_RATE)
         else:
             p.add_argument("--run-id", default=None, help="record the results in ops.validation_* under this id")
     p = add("metabase", cmd_metabase, "dashboards as code: create or update them on Metabase (METABASE_URL)")
@@ -248,7 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("demo", cmd_demo, "the whole DAG through `airflow dags test` on the embedded default")
     p.add_argument("--source", default=None, help="folder of .mid files (default: the demo corpus)")
     p.add_argument("--limit", default=None)
-    p.add_argument("--patches", default="epiano,bell")
+    p.add_argument("--patches", default=DEFAULT_PATCHES)
+    p = add("settings", cmd_settings, "print the resolved settings as JSON (--markdown: the README's table)")
+    p.add_argument("--markdown", action="store_true")
     add("airflow", cmd_airflow, "airflow standalone on this home (UI on :8080)")
     p = add("serve", cmd_serve, "the phrase browser alone (no login: binds to localhost by default)")
     p.add_argument("--host", default="127.0.0.1")

@@ -10,15 +10,9 @@ import logging
 import os
 from pathlib import Path
 
+from ..config import DEFAULT_DEMO_LIMIT
+
 log = logging.getLogger(__name__)
-
-DEFAULT_DEMO_LIMIT = 40
-
-
-def demo_limit(value: str | int | None = None) -> int | None:
-    """``DEMO_LIMIT``: a count, or ``all`` (None) for every chorale."""
-    raw = str(value if value is not None else os.environ.get("DEMO_LIMIT", DEFAULT_DEMO_LIMIT))
-    return None if raw.strip().lower() == "all" else int(raw)
 
 
 def chorale_paths(limit: int | None) -> list[Path]:

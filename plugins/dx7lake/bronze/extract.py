@@ -10,18 +10,25 @@ writer. Counts of all shards add up to the run's (``merge_stats``).
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from ..config import (
+    DEFAULT_AWS_CONN_ID,
+    DEFAULT_MAX_FILE_BYTES,
+    DEFAULT_MAX_NOTES,
+    DEFAULT_MAX_SECONDS,
+    DEFAULT_SPLIT,
+    Settings,
+)
 from ..lake import Lake
 from . import passthrough
 from . import store as bronze
 from .notes import MidiError, parse_notes
 from .rows import ParsedFile
-from .schema import DEFAULT_SPLIT, HEX, midi_id_of, set_type_of
+from .schema import HEX, midi_id_of, set_type_of
 from .sources import SourceFile, open_source
 
 log = logging.getLogger(__name__)
@@ -31,12 +38,13 @@ MAX_ORDINAL = 0xFFFFFF  # message ids give a note's ordinal 6 hex digits
 
 @dataclass(frozen=True)
 class ExtractOptions:
-    """Caps and split; ``from_env`` reads the ``DX7LAKE_*`` overrides."""
+    """Caps, split and the S3 connection of a source; ``from_settings`` takes the run's."""
 
-    max_bytes: int = 32 * 1024 * 1024
-    max_notes: int = 2_000_000
-    max_seconds: float = 6 * 3600.0
+    max_bytes: int = DEFAULT_MAX_FILE_BYTES
+    max_notes: int = DEFAULT_MAX_NOTES
+    max_seconds: float = DEFAULT_MAX_SECONDS
     split: tuple[tuple[str, float], ...] = DEFAULT_SPLIT
+    aws_conn_id: str = DEFAULT_AWS_CONN_ID
     flush_rows: int = 1_000_000
     flush_files: int = 5_000
 
@@ -45,23 +53,14 @@ class ExtractOptions:
             raise ValueError(f"max_notes must be in 1..{MAX_ORDINAL}")
 
     @classmethod
-    def from_env(cls) -> ExtractOptions:
-        """``DX7LAKE_MAX_FILE_BYTES``, ``DX7LAKE_MAX_NOTES``, ``DX7LAKE_MAX_SECONDS``,
-        ``DX7LAKE_SPLIT`` (train,test,validate shares such as ``80,10,10``)."""
-        env = os.environ
-        kwargs: dict = {}
-        if env.get("DX7LAKE_MAX_FILE_BYTES"):
-            kwargs["max_bytes"] = int(env["DX7LAKE_MAX_FILE_BYTES"])
-        if env.get("DX7LAKE_MAX_NOTES"):
-            kwargs["max_notes"] = int(env["DX7LAKE_MAX_NOTES"])
-        if env.get("DX7LAKE_MAX_SECONDS"):
-            kwargs["max_seconds"] = float(env["DX7LAKE_MAX_SECONDS"])
-        if env.get("DX7LAKE_SPLIT"):
-            shares = [float(x) for x in env["DX7LAKE_SPLIT"].split(",")]
-            if len(shares) != 3 or min(shares) < 0 or sum(shares) <= 0:
-                raise ValueError(f"DX7LAKE_SPLIT needs three non-negative shares: {env['DX7LAKE_SPLIT']!r}")
-            kwargs["split"] = tuple(zip(("train", "test", "validate"), shares, strict=True))
-        return cls(**kwargs)
+    def from_settings(cls, settings: Settings) -> ExtractOptions:
+        return cls(
+            max_bytes=settings.max_file_bytes,
+            max_notes=settings.max_notes,
+            max_seconds=settings.max_seconds,
+            split=settings.split,
+            aws_conn_id=settings.aws_conn_id,
+        )
 
 
 @dataclass
@@ -189,8 +188,9 @@ def extract_shard(
 ) -> ExtractStats:
     """Extract the new files of one shard of ``source`` into bronze; quarantine bad ones."""
     started = time.perf_counter()
-    run = _Run(lake, options or ExtractOptions.from_env(), shard, shards)
-    src = open_source(source)
+    options = options or ExtractOptions()
+    run = _Run(lake, options, shard, shards)
+    src = open_source(source, options.aws_conn_id)
     for item in src.midi_files():
         run.midi_file(item)
     for item in src.notes_parts():

@@ -12,6 +12,8 @@ import hashlib
 
 import pyarrow as pa
 
+from ..config import DEFAULT_SPLIT
+
 BRONZE_PREFIX = "bronze/detailed_notes"
 QUARANTINE_PREFIX = "bronze/quarantine"
 INDEX_PREFIX = "bronze/index"
@@ -47,8 +49,6 @@ QUARANTINE_SCHEMA = pa.schema(
 INDEX_SCHEMA = pa.schema(
     [("midi_id", pa.string()), ("source_key", pa.string()), ("status", pa.string()), ("notes", pa.int64())]
 )
-
-DEFAULT_SPLIT = (("train", 0.8), ("test", 0.1), ("validate", 0.1))
 
 
 def midi_id_of(data: bytes) -> str:

@@ -19,6 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
+from ..config import DEFAULT_AWS_CONN_ID
 from ..lake import Lake, open_lake
 
 MIDI_SUFFIXES = (".mid", ".midi", ".kar")
@@ -124,10 +125,10 @@ class LakeSource(Source):
         return self._objects(lambda key: bool(NOTES_PART.search(key)))
 
 
-def open_source(source: str) -> Source:
+def open_source(source: str, aws_conn_id: str = DEFAULT_AWS_CONN_ID) -> Source:
     """A folder, a tar archive, or a lake URI (``s3://...``, ``file://...``)."""
     if "://" in source:
-        return LakeSource(open_lake(source))
+        return LakeSource(open_lake(source, aws_conn_id))
     path = Path(source)
     if path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES):
         return TarSource(path)

@@ -25,7 +25,7 @@ from psycopg.rows import dict_row
 
 from ..config import Settings
 from ..gold.render import GOLD_MANIFESTS, manifest_key
-from ..lake import Lake, open_lake
+from ..lake import Lake, lake_of
 from ..warehouse.postgres import warehouse_url
 
 SPLITS = ("train", "validate", "test")
@@ -136,7 +136,7 @@ class Catalog:
 
     def __init__(self, settings: Settings, refresh_s: float = 30.0, lake: Lake | None = None) -> None:
         self.settings = settings
-        self.lake = lake or open_lake(settings.lake_uri)
+        self.lake = lake or lake_of(settings)
         self.refresh_s = refresh_s
         self._url: str | None = None
         self._numbered_at = float("-inf")

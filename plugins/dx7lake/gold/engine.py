@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import DEFAULT_BPM, DEFAULT_SAMPLE_RATE, PHRASE_BEATS
 from .patches import Voice
 
 Note = tuple[float, float, int, int]  # (start beats, duration beats, velocity, pitch)
@@ -26,9 +27,9 @@ DEFAULT_MEMO_BYTES = 192 << 20  # per worker: ~1,400 distinct notes of 1.5 s at 
 class RenderSpec:
     """Everything a render depends on besides the notes and the voice (recorded per row)."""
 
-    sample_rate: int = 22050
-    bpm: float = 120.0
-    beats: float = 4.0
+    sample_rate: int = DEFAULT_SAMPLE_RATE
+    bpm: float = DEFAULT_BPM
+    beats: float = PHRASE_BEATS
     tail_s: float = 0.5
     fade_s: float = 0.05
     release_s: float = 1.0  # how long a released note rings before it is cut

@@ -14,7 +14,6 @@ built-ins.
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -107,7 +106,6 @@ def builtin_voices() -> list[Voice]:
     return [Voice(name, factory().to_sysex()) for name, factory in BUILTIN.items()]
 
 
-SYX_ENV = "DX7LAKE_SYX"
 BANK_BYTES = 4104  # F0 43 0n 09 20 00, 32 packed voices of 128 bytes, checksum, F7
 VOICE_HEADER = bytes([0xF0, 0x43])  # then 0n 00 01 1B, 155 voice bytes, checksum, F7
 
@@ -143,12 +141,6 @@ def bank_voices(paths: Iterable[str | Path]) -> list[Voice]:
     return voices
 
 
-def configured_banks() -> list[Voice]:
-    """Voices of the banks listed in ``DX7LAKE_SYX`` (none when unset)."""
-    raw = os.environ.get(SYX_ENV, "")
-    return bank_voices(p for p in raw.split(os.pathsep) if p.strip())
-
-
 def _distinct(voices: Iterable[Voice]) -> list[Voice]:
     """First voice of each patch_id: banks often repeat a voice (INIT VOICE) under one sound."""
     seen: dict[str, Voice] = {}
@@ -168,13 +160,14 @@ def random_voices(pool: list[Voice], k: int, seed: int = 0) -> list[Voice]:
 def choose_voices(spec: str | None, banks: list[Voice] | None = None) -> list[Voice]:
     """Voices from a comma list of names, patch ids and ``random:K[:SEED]`` (default: all built-ins).
 
-    ``banks`` defaults to the voices of ``DX7LAKE_SYX``; names and ids are looked up in the
-    built-ins and the banks, random picks come from the banks (the built-ins when there are none).
+    ``banks`` are the voices of the configured sysex banks (``bank_voices(settings.syx)``);
+    names and ids are looked up in the built-ins and the banks, random picks come from the
+    banks (the built-ins when there are none).
     """
     builtins = builtin_voices()
     if not spec:
         return builtins
-    banks = configured_banks() if banks is None else banks
+    banks = banks or []
     by_id = {v.patch_id: v for v in [*builtins, *banks]}
     by_name: dict[str, list[Voice]] = {}
     for v in [*builtins, *banks]:
@@ -198,6 +191,6 @@ def choose_voices(spec: str | None, banks: list[Voice] | None = None) -> list[Vo
         else:
             raise ValueError(
                 f"unknown patch {token!r}; built-in voices are {sorted(BUILTIN)}"
-                + (f", banks hold {len(banks)} voices" if banks else f" (no banks: set {SYX_ENV})")
+                + (f", banks hold {len(banks)} voices" if banks else " (no banks: set DX7LAKE_SYX)")
             )
     return _distinct(chosen)

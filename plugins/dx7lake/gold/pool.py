@@ -18,21 +18,17 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from itertools import chain, islice
 from typing import Any
 
-WORKERS_ENV = "DX7LAKE_RENDER_WORKERS"
-
 log = logging.getLogger(__name__)
 
 
-def worker_count(configured: int | str | None = None) -> int:
-    """The cores this process may run on, capped by ``configured`` or ``DX7LAKE_RENDER_WORKERS``."""
+def worker_count(configured: int | None = None) -> int:
+    """The cores this process may run on, capped by ``configured`` (``Settings.render_workers``)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    raw = configured if configured is not None else os.environ.get(WORKERS_ENV)
-    if raw in (None, ""):
+    if configured is None:
         return cores
-    wanted = int(raw)
-    if wanted < 1:
-        raise ValueError(f"{WORKERS_ENV} must be at least 1, got {raw!r}")
-    return min(wanted, cores)
+    if configured < 1:
+        raise ValueError(f"render workers must be at least 1, got {configured!r}")
+    return min(configured, cores)
 
 
 def ordered_map(

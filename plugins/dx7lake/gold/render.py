@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import resource
 import tempfile
 import time
@@ -37,11 +36,10 @@ from .engine import DEFAULT_MEMO_BYTES, DexedEngine, Note, RenderSpec
 from .master import Master
 from .patches import Voice
 from .pool import ordered_map, worker_count
-from .vst3 import VST3_ENV, Vst3Engine
+from .vst3 import Vst3Engine
 
 GOLD_RENDERS = "gold/renders"
 GOLD_MANIFESTS = "gold/manifests"
-EFFECTS_ENV = "DX7LAKE_EFFECTS"
 BATCH = 64  # phrases per pool job: large enough to amortise IPC, small enough to bound memory
 STORE_THREADS = 8  # concurrent lake writes (S3 PUTs wait on the network, not the CPU)
 # A pool in a fresh task process costs about a second (the forkserver imports the render
@@ -87,10 +85,6 @@ def render_key(patch_id: str, content_hash: str) -> str:
 
 def manifest_key(patch_id: str, render_p: int) -> str:
     return f"{GOLD_MANIFESTS}/{patch_id}/p={render_p:04d}.parquet"
-
-
-def spec_from_env(sample_rate: int = 22050, bpm: float = 120.0) -> RenderSpec:
-    return RenderSpec(sample_rate=int(sample_rate), bpm=float(bpm), effects=os.environ.get(EFFECTS_ENV, ""))
 
 
 def spec_of_row(row: dict) -> RenderSpec:
@@ -270,7 +264,6 @@ def render_partition(
     """
     started = time.perf_counter()
     workers = worker_count(workers)
-    vst3_path = vst3_path if vst3_path is not None else os.environ.get(VST3_ENV) or None
     done: dict[str, tuple[pa.Table, set[str]]] = {}
     for voice in voices:
         table = _read_manifest(lake, manifest_key(voice.patch_id, render_p), spec)

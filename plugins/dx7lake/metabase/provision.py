@@ -13,7 +13,6 @@ and cards are placed with ``PUT /api/dashboard/:id`` and its ``dashcards`` list.
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from typing import Any
 
@@ -244,8 +243,8 @@ def ensure_admin(url: str, email: str, password: str) -> bool:
     return True
 
 
-def provision_from_env(settings: Settings, spec_path=DEFAULT_SPEC) -> dict:
-    """Provision with ``METABASE_URL`` and its credentials from the environment.
+def provision_from_settings(settings: Settings, spec_path=DEFAULT_SPEC) -> dict:
+    """Provision the Metabase at ``settings.metabase_url`` with its credentials.
 
     Metabase usually reaches the warehouse by another address than the pipeline does (in
     docker-compose, by the service name): ``METABASE_WAREHOUSE_URL`` gives that address,
@@ -253,13 +252,13 @@ def provision_from_env(settings: Settings, spec_path=DEFAULT_SPEC) -> dict:
     """
     from ..warehouse.postgres import warehouse_url
 
-    url = os.environ.get("METABASE_URL")
+    url = settings.metabase_url
     if not url:
         raise MetabaseError("METABASE_URL is not set")
-    user, password = os.environ.get("METABASE_USER"), os.environ.get("METABASE_PASSWORD")
+    user, password = settings.metabase_user, settings.metabase_password
     if user and password:
         ensure_admin(url, user, password)
-    client = MetabaseClient(url, user=user, password=password, api_key=os.environ.get("METABASE_API_KEY"))
-    result = provision(client, os.environ.get("METABASE_WAREHOUSE_URL") or warehouse_url(settings), spec_path)
+    client = MetabaseClient(url, user=user, password=password, api_key=settings.metabase_api_key)
+    result = provision(client, settings.metabase_warehouse_url or warehouse_url(settings), spec_path)
     log.info("Metabase at %s provisioned: %s", url, result)
     return result

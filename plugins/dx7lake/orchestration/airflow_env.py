@@ -10,9 +10,8 @@ import os
 import sys
 from pathlib import Path
 
-from ..config import Settings
+from ..config import REPO_ROOT, Settings
 from ..warehouse.postgres import airflow_env as warehouse_conn_env
-from ..warehouse.transform import REPO_ROOT
 
 
 def airflow_environment(settings: Settings) -> dict[str, str]:

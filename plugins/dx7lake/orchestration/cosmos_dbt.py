@@ -14,13 +14,13 @@ from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, 
 from cosmos.constants import InvocationMode, LoadMode, SourceRenderingBehavior, TestBehavior
 from cosmos.profiles import PostgresUserPasswordProfileMapping
 
-from ..config import WAREHOUSE_CONN_ID
-from ..warehouse.transform import dbt_project_dir, manifest_path
+from ..config import WAREHOUSE_CONN_ID, Settings
+from ..warehouse.transform import manifest_path
 
 
-def dbt_task_group(group_id: str = "dbt_silver", **kwargs) -> DbtTaskGroup:
-    project = dbt_project_dir()
-    manifest = manifest_path()
+def dbt_task_group(settings: Settings, group_id: str = "dbt_silver", **kwargs) -> DbtTaskGroup:
+    project = settings.dbt_project
+    manifest = manifest_path(project)
     return DbtTaskGroup(
         group_id=group_id,
         project_config=ProjectConfig(

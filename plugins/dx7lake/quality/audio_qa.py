@@ -27,7 +27,7 @@ SILENCE_PEAK = 1e-4
 
 
 def expected_samples(sample_rate: int, bpm: float) -> int:
-    """Samples of a phrase rendered at this rate and tempo (4 beats plus the release tail)."""
+    """Samples of a phrase rendered at this rate and tempo (its beats plus the release tail)."""
     return RenderSpec(sample_rate=int(sample_rate), bpm=float(bpm)).total_samples
 
 

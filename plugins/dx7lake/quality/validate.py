@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from .. import bronze as midi
 from ..config import Settings
 from ..gold import render
-from ..lake import Lake, open_lake
+from ..lake import Lake, lake_of
 from ..warehouse import load as warehouse
 from ..warehouse.postgres import connect
 from ..warehouse.transform import invoke_dbt
@@ -93,7 +93,7 @@ class Validation:
 
 def validate_run(settings: Settings, patch_ids: list[str], dbt_tests: bool = True) -> Validation:
     """Every check on the finished run for these patches."""
-    lake = open_lake(settings.lake_uri)
+    lake = lake_of(settings)
     result = Validation(patches=len(patch_ids))
     with connect(settings) as conn:
         warehouse.ensure_schema(conn)

@@ -10,18 +10,12 @@ import os
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
-from ..config import Settings
+from ..config import DEFAULT_DBT_PROJECT, Settings
 from .postgres import warehouse_url
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 
-
-def dbt_project_dir() -> Path:
-    return Path(os.environ.get("DX7LAKE_DBT_PROJECT", REPO_ROOT / "dbt")).resolve()
-
-
-def manifest_path() -> Path:
-    return dbt_project_dir() / "target" / "manifest.json"
+def manifest_path(project: Path = DEFAULT_DBT_PROJECT) -> Path:
+    return project / "target" / "manifest.json"
 
 
 def profile_env(url: str) -> dict[str, str]:
@@ -39,13 +33,16 @@ def profile_env(url: str) -> dict[str, str]:
 
 def invoke_dbt(args: list[str], url: str | None = None, settings: Settings | None = None):
     """Run a dbt command on the project in-process and return dbt's result, per-node
-    statuses included (validation records each test's outcome)."""
+    statuses included (validation records each test's outcome).
+
+    ``dbt/profiles.yml`` reads the connection from ``DX7LAKE_PG_*`` variables, so they are
+    set in this process's environment: dbt glue, the one place the package writes it."""
     from dbt.cli.main import dbtRunner
 
     if url is None and settings is not None:
         url = warehouse_url(settings)
     os.environ.update(profile_env(url or "postgresql://postgres@localhost/postgres"))
-    project = str(dbt_project_dir())
+    project = str(settings.dbt_project if settings else DEFAULT_DBT_PROJECT)
     return dbtRunner().invoke([*args, "--project-dir", project, "--profiles-dir", project])
 
 
@@ -56,7 +53,7 @@ def run_dbt(args: list[str], url: str | None = None, settings: Settings | None =
         raise RuntimeError(f"dbt {' '.join(args)} failed: {result.exception or 'see the dbt log above'}")
 
 
-def parse_project() -> Path:
+def parse_project(settings: Settings) -> Path:
     """Write ``target/manifest.json`` (no database needed) so Cosmos renders the DAG fast."""
-    run_dbt(["parse", "--quiet"], url="postgresql://postgres@localhost/postgres")
-    return manifest_path()
+    run_dbt(["parse", "--quiet"], url="postgresql://postgres@localhost/postgres", settings=settings)
+    return manifest_path(settings.dbt_project)
