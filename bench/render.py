@@ -12,7 +12,6 @@ production FLAC must be byte-identical to the naive one.
 from __future__ import annotations
 
 import hashlib
-import math
 import resource
 import tempfile
 import time
@@ -23,6 +22,7 @@ import numpy as np
 
 from dx7lake.bronze import parse_midi
 from dx7lake.bronze.corpus import write_demo_corpus
+from dx7lake.config import PHRASE_BEATS
 from dx7lake.gold.engine import DexedNotes, Note, RenderSpec
 from dx7lake.gold.flac import FlacEncoder
 from dx7lake.gold.master import FULL_SCALE, fade_ramp, staged_gain
@@ -36,7 +36,13 @@ NAIVE_PHRASES = 300  # the naive loop is slow: it runs on the first phrases only
 
 
 def chorale_phrases(limit: int = CHORALES) -> list[tuple[str, list[Note]]]:
-    """Unique phrase contents of ``limit`` chorales, cut as silver.phrases cuts them."""
+    """Unique phrase contents of ``limit`` chorales, cut as silver.phrases cuts them.
+
+    The rule of docs/ARCHITECTURE.md (and ``int_notes_bucketed``/``int_phrases``): starts and
+    durations on the 0.01-beat grid first, then bucket and offset; the hash is silver's
+    ``content_hash``.
+    """
+    window = round(PHRASE_BEATS * 100)
     phrases: dict[tuple, list] = defaultdict(list)
     with tempfile.TemporaryDirectory() as landing:
         write_demo_corpus(landing, limit)
@@ -52,12 +58,14 @@ def chorale_phrases(limit: int = CHORALES) -> list[tuple[str, list[Note]]]:
                 strict=True,
             ):
                 if not drum:
-                    bucket = math.floor(start / 4)
-                    phrases[track, bucket].append((round(start - 4 * bucket, 2), round(dur, 2), vel, pitch))
+                    start_cb = round(start * 100)
+                    bucket = start_cb // window
+                    phrases[track, bucket].append((start_cb - window * bucket, round(dur * 100), vel, pitch))
     unique = {}
     for notes in phrases.values():
         content = sorted(notes)
-        unique[hashlib.md5(repr(content).encode()).hexdigest()] = content
+        content_hash = hashlib.md5(";".join(",".join(map(str, n)) for n in content).encode()).hexdigest()
+        unique[content_hash] = [(o / 100, d / 100, v, n) for o, d, v, n in content]
     return sorted(unique.items())
 
 
