@@ -22,6 +22,7 @@ import psycopg
 from bench.synthetic import partitions, synthetic_notes
 from dx7lake.bronze import BRONZE_SCHEMA
 from dx7lake.warehouse import load as warehouse
+from dx7lake.warehouse import schema
 from dx7lake.warehouse.transform import run_dbt
 
 NOTES_PER_SONG = 490  # what synthetic_notes makes with its defaults
@@ -44,7 +45,7 @@ def run() -> dict:
         try:
             url = server.get_uri()
             with psycopg.connect(url, autocommit=True) as conn:
-                warehouse.ensure_schema(conn)
+                schema.ensure_schema(conn)
                 conn.execute("create table public.copy_twin (like raw.detailed_notes including all)")
 
                 conn.execute("create temp table copy_scratch (like raw.detailed_notes)")

@@ -18,7 +18,7 @@ from .gold.patches import Voice, bank_voices, choose_voices
 from .lake import lake_of
 from .quality import validate
 from .warehouse import load as warehouse
-from .warehouse import stats
+from .warehouse import schema, stats
 from .warehouse.postgres import connect
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def load_partition(settings: Settings, p: str, run_id: str) -> dict:
     """Raw: replace one bronze partition in raw.detailed_notes."""
     table = midi.read_bronze_partition(lake_of(settings), p)
     with connect(settings) as conn:
-        warehouse.ensure_schema(conn)
+        schema.ensure_schema(conn)
         return warehouse.load_bronze_partition(conn, p, table, run_id)
 
 
@@ -135,7 +135,7 @@ def load_renders(settings: Settings) -> dict:
     lake = lake_of(settings)
     rows = 0
     with connect(settings) as conn:
-        warehouse.ensure_schema(conn)
+        schema.ensure_schema(conn)
         for key in lake.list(render.GOLD_MANIFESTS + "/"):
             patch_id, part = key.split("/")[2:4]
             rows += warehouse.load_manifest_rows(
@@ -154,7 +154,7 @@ def run_validation(
     result = validate.validate_run(settings, [v.patch_id for v in voices_of(settings, patches)])
     if run_id:
         with connect(settings) as conn:
-            stats.ensure_schema(conn)
+            schema.ensure_schema(conn)
             stats.record_validation(conn, run_id, result.as_dict()["checks"], result.failures)
     return result.as_dict(max_failures)
 
@@ -178,7 +178,7 @@ def provision_metabase(settings: Settings) -> dict:
 def start_run(settings: Settings, run_id: str, params: dict) -> None:
     """Open the run in ops.pipeline_runs (the first task calls it, before any parallel task)."""
     with connect(settings) as conn:
-        stats.ensure_schema(conn)
+        schema.ensure_schema(conn)
         stats.start_run(conn, run_id, params)
 
 

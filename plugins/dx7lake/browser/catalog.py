@@ -27,28 +27,10 @@ from ..config import Settings
 from ..gold.render import GOLD_MANIFESTS, manifest_key
 from ..lake import Lake, lake_of
 from ..warehouse.postgres import warehouse_url
+from ..warehouse.schema import BROWSER_DDL
 
 SPLITS = ("train", "validate", "test")
 
-SCHEMA = """
-create schema if not exists browser;
-create table if not exists browser.phrases (
-    n bigint generated always as identity primary key,
-    phrase_id text not null unique,
-    content_hash text not null,
-    midi_id text not null,
-    song text,
-    track_id text not null,
-    track_index integer,
-    bucket bigint not null,
-    set_type text not null,
-    n_notes integer not null,
-    min_pitch integer not null,
-    max_pitch integer not null,
-    numbered_at timestamptz not null default now()
-);
-create index if not exists browser_phrases_content on browser.phrases (content_hash);
-"""
 
 # New rendered phrases, numbered in song / track / bar order (under an advisory lock, so
 # concurrent API-server workers number each phrase once and leave no gaps).
@@ -159,7 +141,7 @@ class Catalog:
                 return 0
             with self._conn() as conn:
                 conn.execute(LOCK)
-                conn.execute(SCHEMA)
+                conn.execute(BROWSER_DDL)
                 added = conn.execute(NUMBER_NEW).rowcount
                 patches = [r["patch_id"] for r in conn.execute("select distinct patch_id from gold.renders")]
             self._numbered_at = time.monotonic()

@@ -30,6 +30,7 @@ from ..config import Settings
 from ..gold import render
 from ..lake import Lake, lake_of
 from ..warehouse import load as warehouse
+from ..warehouse import schema
 from ..warehouse.postgres import connect
 from ..warehouse.transform import invoke_dbt
 from . import audio_qa
@@ -96,7 +97,7 @@ def validate_run(settings: Settings, patch_ids: list[str], dbt_tests: bool = Tru
     lake = lake_of(settings)
     result = Validation(patches=len(patch_ids))
     with connect(settings) as conn:
-        warehouse.ensure_schema(conn)
+        schema.ensure_schema(conn)
         with result.timing("bronze_raw") as check:
             _reconcile_bronze(conn, lake, result, check)
         with result.timing("coverage") as check:

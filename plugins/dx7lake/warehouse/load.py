@@ -1,4 +1,4 @@
-"""Postgres warehouse: schemas, atomic COPY loads of bronze, gold manifests and run stats.
+"""Postgres warehouse: atomic COPY loads of bronze and gold manifests (tables in ``schema``).
 
 A partition load goes through a temporary table filled by COPY, then a delete-and-insert
 of that partition inside one transaction: readers see the old rows or the new ones, never
@@ -18,68 +18,9 @@ import pyarrow.csv as pacsv
 
 from ..bronze import BRONZE_SCHEMA
 
-DDL = """
-create schema if not exists raw;
-create schema if not exists ops;
-create schema if not exists gold;
-create table if not exists raw.detailed_notes (
-    midi_id text not null,
-    track_id text not null,
-    message_id text not null,
-    start_time double precision not null,
-    duration double precision not null,
-    velocity bigint not null,
-    note bigint not null,
-    set_type text not null,
-    p text not null,
-    channel smallint,
-    program smallint,
-    is_drum boolean not null,
-    track_index integer not null,
-    start_seconds double precision,
-    duration_seconds double precision,
-    source_key text,
-    primary key (message_id)
-);
-create index if not exists detailed_notes_p on raw.detailed_notes (p);
-create index if not exists detailed_notes_track on raw.detailed_notes (track_id);
-create table if not exists ops.load_stats (
-    run_id text not null,
-    p text not null,
-    rows bigint not null,
-    bytes bigint not null,
-    seconds double precision not null,
-    loaded_at timestamptz not null default now(),
-    primary key (run_id, p)
-);
-create table if not exists gold.renders (
-    content_hash text not null,
-    patch_id text not null,
-    key text not null,
-    sha256 text not null,
-    bytes bigint not null,
-    sample_rate integer not null,
-    duration_s double precision not null,
-    peak double precision not null,
-    rms double precision not null,
-    bpm double precision not null,
-    notes jsonb not null,
-    render_p integer not null,
-    primary key (content_hash, patch_id)
-);
-"""
-
 
 class PartitionMismatch(ValueError):
     """Rows of another partition were handed to a partition load."""
-
-
-def ensure_schema(conn: psycopg.Connection) -> None:
-    """Create the schemas and tables; mapped load tasks call it concurrently, so the DDL
-    runs under a transaction-scoped advisory lock (``if not exists`` alone can race)."""
-    with conn.transaction():
-        conn.execute("select pg_advisory_xact_lock(hashtext('dx7lake.ensure_schema'))")
-        conn.execute(DDL)
 
 
 def csv_chunks(table: pa.Table, batch_rows: int = 1 << 16) -> Iterator[pa.Buffer]:

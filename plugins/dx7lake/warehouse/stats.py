@@ -3,7 +3,7 @@
 Every row is keyed by the Airflow run id (plus stage and partition), and written with an
 upsert: a retried task replaces its own row, a rerun of the DAG is a new run id and adds
 new rows, so no run's figures are ever counted twice. ``ops.load_stats`` belongs to the
-raw load (``warehouse``) and is only read here.
+raw load (``load``) and is only read here. Every table is created by ``schema``.
 """
 
 from __future__ import annotations
@@ -11,57 +11,6 @@ from __future__ import annotations
 import json
 
 import psycopg
-
-DDL = """
-create schema if not exists ops;
-create table if not exists ops.pipeline_runs (
-    run_id text primary key,
-    params jsonb not null default '{}'::jsonb,
-    started_at timestamptz not null default now(),
-    finished_at timestamptz,
-    status text not null check (status in ('running', 'success', 'failed'))
-);
-create table if not exists ops.task_stats (
-    run_id text not null,
-    stage text not null,
-    partition text not null default '',
-    rows bigint not null,
-    seconds double precision not null,
-    throughput double precision,
-    recorded_at timestamptz not null default now(),
-    primary key (run_id, stage, partition)
-);
-create table if not exists ops.render_stats (
-    run_id text not null,
-    render_p integer not null,
-    phrases bigint not null,
-    rendered bigint not null,
-    reused bigint not null,
-    seconds double precision not null,
-    audio_seconds double precision not null,
-    real_time_factor double precision,
-    memo_hit_rate double precision not null,
-    recorded_at timestamptz not null default now(),
-    primary key (run_id, render_p)
-);
-create table if not exists ops.validation_results (
-    run_id text not null,
-    check_name text not null,
-    checked bigint not null,
-    failed bigint not null,
-    passed boolean not null,
-    seconds double precision not null,
-    recorded_at timestamptz not null default now(),
-    primary key (run_id, check_name)
-);
-create table if not exists ops.validation_failures (
-    run_id text not null,
-    check_name text not null,
-    key text not null,
-    reason text not null,
-    primary key (run_id, check_name, key)
-);
-"""
 
 # The field of each stage's result that counts its rows, for ops.task_stats.
 ROWS_FIELD = {
@@ -72,14 +21,6 @@ ROWS_FIELD = {
     "load_renders": "renders",
     "validate": "checked",
 }
-
-
-def ensure_schema(conn: psycopg.Connection) -> None:
-    """Create the ops tables; the advisory lock serialises concurrent tasks, whose
-    ``create table if not exists`` would otherwise race in the catalog."""
-    with conn.transaction():
-        conn.execute("select pg_advisory_xact_lock(hashtext('dx7lake.ops'))")
-        conn.execute(DDL)
 
 
 def start_run(conn: psycopg.Connection, run_id: str, params: dict) -> None:
