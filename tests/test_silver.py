@@ -27,7 +27,7 @@ SPLIT_ORDER = ("train", "test", "validate")
 
 
 def python_phrases(rows: list[dict]) -> dict[tuple[str, int], dict]:
-    """The phrase rule from DESIGN.md, written independently of the SQL.
+    """The phrase rule of docs/ARCHITECTURE.md ("Silver"), written independently of the SQL.
 
     Starts and durations go on the 0.01-beat grid (Python's round: half to even), then
     bucket = floor(start / 4) and offset = start - 4 * bucket; drums are not phrases.

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 
-from . import bronze as midi
+from . import bronze
 from .config import DEFAULT_BPM, DEFAULT_SAMPLE_RATE, Settings
 from .gold import render
 from .gold.patches import Voice, bank_voices, choose_voices
@@ -39,7 +39,7 @@ def _timed(fn):
 @_timed
 def extract(settings: Settings, source: str | None = None) -> dict:
     """Bronze: every new MIDI file under the source into the lake."""
-    stats = midi.extract(source or settings.source, lake_of(settings), midi.ExtractOptions.from_settings(settings))
+    stats = bronze.extract(source or settings.source, lake_of(settings), bronze.ExtractOptions.from_settings(settings))
     return stats.as_dict()
 
 
@@ -47,8 +47,8 @@ def extract(settings: Settings, source: str | None = None) -> dict:
 def extract_shard(settings: Settings, source: str | None, shard: int, shards: int) -> dict:
     """Bronze, one shard: the new files whose md5 falls in this shard's partitions."""
     lake = lake_of(settings)
-    options = midi.ExtractOptions.from_settings(settings)
-    return midi.extract_shard(source or settings.source, lake, options, shard=shard, shards=shards).as_dict()
+    options = bronze.ExtractOptions.from_settings(settings)
+    return bronze.extract_shard(source or settings.source, lake, options, shard=shard, shards=shards).as_dict()
 
 
 def voices_of(settings: Settings, patches: str | None) -> list[Voice]:
@@ -67,17 +67,17 @@ def task_results(value: Sequence[dict] | dict) -> list[dict]:
 
 def merge_extract(results: Sequence[dict]) -> dict:
     """The run's extract totals from its shards (what the summary reads)."""
-    return midi.merge_stats(task_results(results))
+    return bronze.merge_stats(task_results(results))
 
 
 def bronze_partitions(settings: Settings) -> list[str]:
-    return midi.bronze_partitions(lake_of(settings))
+    return bronze.bronze_partitions(lake_of(settings))
 
 
 @_timed
 def load_partition(settings: Settings, p: str, run_id: str) -> dict:
     """Raw: replace one bronze partition in raw.detailed_notes."""
-    table = midi.read_bronze_partition(lake_of(settings), p)
+    table = bronze.read_bronze_partition(lake_of(settings), p)
     with connect(settings) as conn:
         schema.ensure_schema(conn)
         return warehouse.load_bronze_partition(conn, p, table, run_id)

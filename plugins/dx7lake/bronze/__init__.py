@@ -1,12 +1,16 @@
-"""Bronze extraction: MIDI files to Lakh ``detailed_notes``-compatible parquet.
+"""Bronze layer: MIDI files to Lakh ``detailed_notes``-compatible parquet in the lake.
+
+Owns the bronze schema and lake layout (``bronze/``), quarantine, and the demo corpus.
+May import: ``config``, ``lake``. See docs/ARCHITECTURE.md, "Bronze".
 
 - ``scan``: the compiled byte scanner (pairing, channels, tempo map, errors);
 - ``notes``: one file's bytes to its notes, or a ``MidiError`` (the quarantine reason);
 - ``rows``: notes of many files to one arrow table of the bronze contract (``schema``);
 - ``sources``: folders, tar archives read as streams, lake prefixes (S3);
 - ``passthrough``: Lakh-style detailed_notes parquet, checked and passed through;
-- ``bronze``: the lake layout (parts committed by their index), readers;
-- ``extract``: one shard's pass over a source, and the merge of shard counts.
+- ``store``: the lake layout (parts committed by their index), readers;
+- ``extract``: one shard's pass over a source, and the merge of shard counts;
+- ``corpus``: the demo corpus (music21's Bach chorales written as MIDI).
 """
 
 from __future__ import annotations

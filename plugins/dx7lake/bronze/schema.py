@@ -1,4 +1,4 @@
-"""The bronze contract (see shared DESIGN.md): columns, ids, the stable train/test split.
+"""The bronze contract (docs/ARCHITECTURE.md, "Bronze"): columns, ids, the stable split.
 
 Ids are built from the file's md5 and positions inside it, never from run state, so a
 rerun or another worker produces byte-identical rows: ``track_id`` is 16 hex digits of the

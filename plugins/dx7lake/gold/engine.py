@@ -34,7 +34,7 @@ class RenderSpec:
     fade_s: float = 0.05
     release_s: float = 1.0  # how long a released note rings before it is cut
     flac_level: int = 0  # libFLAC compression level 0..8: 0 encodes fastest, 5 is ~25% smaller
-    effects: str = ""  # JSON effects chain (see render_effects), "" for none
+    effects: str = ""  # JSON effects chain (see effects.py), "" for none
 
     @property
     def seconds_per_beat(self) -> float:

@@ -1,14 +1,14 @@
 """Gold rendering: unique phrase contents × DX7 voices to mono 16-bit FLAC with manifests.
 
-A phrase is rendered by an engine (dexed-py in-process by default, see render_engine; the
-real Dexed VST3 when ``DX7LAKE_DEXED_VST3`` is set, see render_vst3), mastered to FLAC
-(render_master), and described by a manifest row that alone reproduces it: the aligned
+A phrase is rendered by an engine (dexed-py in-process by default, see ``engine``; the
+real Dexed VST3 when ``DX7LAKE_DEXED_VST3`` is set, see ``vst3``), mastered to FLAC
+(``master``), and described by a manifest row that alone reproduces it: the aligned
 notes, the 156-byte voice, the tempo, sample rate, effects and FLAC level.
 
 Gold objects are content-addressed (``gold/renders/<patch>/<hh>/<content_hash>.flac``)
 and a partition's manifests are written last, so a killed task leaves no manifest and a
 rerun skips every object that already exists. A partition's rendering is spread over a
-process pool (render_pool) in batches, with a bounded number in flight; the objects are
+process pool (``pool``) in batches, with a bounded number in flight; the objects are
 stored by threads of the task process itself, through its own lake client (an S3 lake's
 Airflow connection is only reachable from the task process, not from pool workers).
 """

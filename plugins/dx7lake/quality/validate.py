@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import pyarrow.parquet as pq
 
-from .. import bronze as midi
+from .. import bronze
 from ..config import Settings
 from ..gold import render
 from ..lake import Lake, lake_of
@@ -128,17 +128,17 @@ def _reconcile_bronze(conn, lake: Lake, result: Validation, check: Check) -> Non
         # the row count is in each file's footer: no column is decoded
         p: sum(
             pq.ParquetFile(io.BytesIO(lake.get(key))).metadata.num_rows
-            for key in lake.list(f"{midi.BRONZE_PREFIX}/p={p}/")
+            for key in lake.list(f"{bronze.BRONZE_PREFIX}/p={p}/")
             if key.endswith(".parquet")
         )
-        for p in midi.bronze_partitions(lake)
+        for p in bronze.bronze_partitions(lake)
     }
     for p in sorted(set(bronze_by_p) | set(raw_by_p)):
         n = bronze_by_p.get(p, 0)
         result.bronze_rows += n
         check.checked += 1
         if raw_by_p.get(p, 0) != n:
-            check.fail(f"{midi.BRONZE_PREFIX}/p={p}", f"bronze has {n} rows, raw has {raw_by_p.get(p, 0)}")
+            check.fail(f"{bronze.BRONZE_PREFIX}/p={p}", f"bronze has {n} rows, raw has {raw_by_p.get(p, 0)}")
     if result.raw_rows == 0:
         check.fail("raw.detailed_notes", "no notes loaded")
 
