@@ -26,9 +26,10 @@ help:
 setup: $(VENV)/.installed $(MANIFEST)
 
 $(VENV)/.installed: pyproject.toml
+	@$(PYTHON) plugins/dx7lake/support.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --python $(BIN)/python -e '.[dev]'
+	$(BIN)/uv pip install --compile-bytecode --python $(BIN)/python -e '.[dev]'
 	touch $@
 
 # Cosmos renders the dbt task group from this manifest (no `dbt ls` at DAG parse time).

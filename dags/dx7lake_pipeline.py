@@ -81,7 +81,10 @@ def dx7lake():
 
     @task
     def loaded(results: list[dict]) -> dict:
-        return {"partitions": len(results), "rows": sum(r["rows"] for r in results)}
+        from dx7lake import stages
+
+        loads = stages.task_results(results)
+        return {"partitions": len(loads), "rows": sum(r["rows"] for r in loads)}
 
     @task(outlets=[SILVER])
     def plan_render() -> dict:

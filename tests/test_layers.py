@@ -9,6 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "plugins" / "dx7lake"
 EVERYTHING = {"config", "lake", "bronze", "warehouse", "gold", "quality", "metabase", "browser", "stages"}
 # What each layer may import, besides itself (docs/ARCHITECTURE.md, "Layers and packages").
 MAY_IMPORT = {
+    "support": set(),  # run by `make setup` with the system Python, before anything is installed
     "config": set(),
     "lake": {"config"},
     "bronze": {"config", "lake"},

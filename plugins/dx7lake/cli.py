@@ -1,6 +1,8 @@
 """``dx7lake`` command line: every stage on its own, the demo, and the services.
 
 Each command prints a JSON summary as its last line, so scripts can read the result.
+Each command imports only what it uses (numba, the render stack, Airflow and psycopg
+each cost a second or more to import), so ``dx7lake extract`` pays for the parser alone.
 """
 
 from __future__ import annotations
@@ -12,11 +14,10 @@ import re
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
-from . import stages
 from .config import DEFAULT_BPM, DEFAULT_PATCHES, DEFAULT_SAMPLE_RATE, Settings, load_settings, parse_demo_limit
-from .metabase.spec import DEFAULT_SPEC
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -44,22 +45,28 @@ def cmd_corpus(args) -> int:
 
 
 def cmd_db(args) -> int:
-    from .warehouse.postgres import stop_embedded, warehouse_url
+    from .warehouse.postgres import start_embedded, stop_embedded
 
     settings = _settings(args)
     if args.action == "stop":
         _print({"stopped": stop_embedded(settings)})
-    else:
-        _print({"url": warehouse_url(settings)})
+    else:  # start and url both leave it running: the URL is for connecting to it
+        _print({"url": start_embedded(settings)})
     return 0
 
 
 def cmd_extract(args) -> int:
-    _print(stages.extract(_settings(args), args.source))
+    from .bronze import ExtractOptions, extract
+    from .lake import lake_of
+
+    settings = _settings(args)
+    _print(extract(settings.source, lake_of(settings), ExtractOptions.from_settings(settings)).as_dict())
     return 0
 
 
 def cmd_load(args) -> int:
+    from . import stages
+
     settings = _settings(args)
     run_id = args.run_id or f"cli-{int(time.time())}"
     results = [stages.load_partition(settings, p, run_id) for p in stages.bronze_partitions(settings)]
@@ -76,6 +83,8 @@ def cmd_dbt(args) -> int:
 
 
 def cmd_render(args) -> int:
+    from . import stages
+
     settings = _settings(args)
     plan = stages.plan_render(settings, args.patches)
     results = [
@@ -87,6 +96,8 @@ def cmd_render(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    from . import stages
+
     result = stages.run_validation(_settings(args), args.patches, args.run_id)
     for failure in result["failures"]:
         print(f"FAIL {failure['key']}: {failure['reason']} [{failure['check']}]")
@@ -99,8 +110,9 @@ def cmd_validate(args) -> int:
 def cmd_metabase(args) -> int:
     """Provision the dashboards in the spec onto the Metabase at METABASE_URL (or --url)."""
     from .metabase.provision import provision_from_settings
+    from .metabase.spec import DEFAULT_SPEC
 
-    _print(provision_from_settings(_settings(args), args.spec))
+    _print(provision_from_settings(_settings(args), args.spec or DEFAULT_SPEC))
     return 0
 
 
@@ -234,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("corpus", cmd_corpus, "write the demo corpus (music21 Bach chorales) as MIDI")
     p.add_argument("--out", default=None)
     p.add_argument("--limit", default=None, help="how many chorales, or 'all' (default DEMO_LIMIT or 40)")
-    p = add("db", cmd_db, "start (and print the URL of) or stop the embedded Postgres")
+    p = add("db", cmd_db, "start (and print the URL of) or stop the embedded Postgres (others stop what they start)")
     p.add_argument("action", choices=["start", "url", "stop"])
     p = add("extract", cmd_extract, "bronze: MIDI files to parquet in the lake")
     p.add_argument(
@@ -259,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("metabase", cmd_metabase, "dashboards as code: create or update them on Metabase (METABASE_URL)")
     p.add_argument("action", choices=["provision"])
     p.add_argument("--url", default=None, help="Metabase URL (default METABASE_URL)")
-    p.add_argument("--spec", default=str(DEFAULT_SPEC), help="dashboard spec (YAML)")
+    p.add_argument("--spec", default=None, help="dashboard spec (YAML; default: the one shipped in the package)")
     p = add("demo", cmd_demo, "the whole DAG through `airflow dags test` on the embedded default")
     p.add_argument("--source", default=None, help="folder of .mid files (default: the demo corpus)")
     p.add_argument("--limit", default=None)
@@ -279,7 +291,14 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("pgserver").setLevel(logging.WARNING)
-    return args.fn(args)
+    # pgserver asks platformdirs for a runtime dir it does not need; not the user's concern
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+    if args.fn in (cmd_db, cmd_settings):  # neither starts the embedded Postgres
+        return args.fn(args)
+    from .warehouse.postgres import stopped_after
+
+    with stopped_after(_settings(args)):
+        return args.fn(args)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("engine", pa.string()),
         ("effects", pa.string()),
         ("flac_level", pa.int32()),
+        ("flac_encoder", pa.string()),
     ]
 )
 
@@ -131,6 +132,7 @@ class PhraseRenderer:
             "engine": self.engine_name,
             "effects": spec.effects,
             "flac_level": spec.flac_level,
+            "flac_encoder": self.master.encoder.name,
         }
         return out.flac, row
 

@@ -2,8 +2,9 @@
 
 The embedded server lives in ``<home>/pg`` and is started on first use with
 ``cleanup_mode=None`` so that it outlives any one task process (Airflow runs tasks in
-separate processes outside ``dags test``); ``dx7lake db stop`` stops it cleanly at the end
-of a demo.
+separate processes outside ``dags test``). A CLI command that starts it stops it when it
+ends (``stopped_after``), unless the user started it with ``dx7lake db start``, which
+leaves a marker until ``dx7lake db stop``.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlparse
 
-import psycopg
-
 from ..config import WAREHOUSE_CONN_ID, Settings
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +40,38 @@ def _embedded_server(settings: Settings):
     return pgserver.get_server(settings.pgdata, cleanup_mode=None)
 
 
+def _kept_marker(settings: Settings) -> Path:
+    return settings.home / "pg.kept"
+
+
+def _embedded_running(settings: Settings) -> bool:
+    return not settings.pg_url and (settings.pgdata / "postmaster.pid").exists()
+
+
+def start_embedded(settings: Settings) -> str:
+    """Start the embedded server and keep it running after this process (``dx7lake db start``)."""
+    url = warehouse_url(settings)
+    if not settings.pg_url:
+        _kept_marker(settings).touch()
+    return url
+
+
+@contextmanager
+def stopped_after(settings: Settings) -> Iterator[None]:
+    """Stop, at the end, an embedded server that the block started: not one that was already
+    running (a DAG run's, or one the user started with ``dx7lake db start``)."""
+    running_before = _embedded_running(settings)
+    try:
+        yield
+    finally:
+        if not running_before and not _kept_marker(settings).exists():
+            stop_embedded(settings)
+
+
 def stop_embedded(settings: Settings) -> bool:
     """Stop the embedded server if it runs; returns whether one was stopped."""
-    if settings.pg_url or not (settings.pgdata / "postmaster.pid").exists():
+    _kept_marker(settings).unlink(missing_ok=True)
+    if not _embedded_running(settings):
         return False
     from pgserver._commands import pg_ctl
 
@@ -50,6 +83,8 @@ def stop_embedded(settings: Settings) -> bool:
 
 @contextmanager
 def connect(settings: Settings, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+    import psycopg
+
     with psycopg.connect(warehouse_url(settings), autocommit=autocommit) as conn:
         yield conn
 
