@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DX7LAKE_HOME ?= .dx7lake
 SOURCE ?=
 DEMO_LIMIT ?= 40
-PATCHES ?= epiano,bell
+PATCHES ?=
 PYTEST_ARGS ?=
 export DX7LAKE_HOME DEMO_LIMIT
 
@@ -37,7 +37,7 @@ $(MANIFEST): $(VENV)/.installed $(DBT_FILES)
 	$(BIN)/dx7lake dbt-parse
 
 demo: setup
-	$(BIN)/dx7lake demo --home "$(DX7LAKE_HOME)" --patches "$(PATCHES)" $(if $(SOURCE),--source "$(SOURCE)")
+	$(BIN)/dx7lake demo --home "$(DX7LAKE_HOME)" $(if $(PATCHES),--patches "$(PATCHES)") $(if $(SOURCE),--source "$(SOURCE)")
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -22,7 +22,7 @@ import numpy as np
 
 from dx7lake.bronze import parse_midi
 from dx7lake.bronze.corpus import write_demo_corpus
-from dx7lake.config import PHRASE_BEATS
+from dx7lake.config import DEFAULT_PATCHES, PHRASE_BEATS
 from dx7lake.gold.engine import DexedNotes, Note, RenderSpec
 from dx7lake.gold.flac import FlacEncoder
 from dx7lake.gold.master import FULL_SCALE, fade_ramp, staged_gain
@@ -31,7 +31,7 @@ from dx7lake.gold.render import PhraseRenderer, render_partition
 from dx7lake.lake import LocalLake
 
 CHORALES = 30
-VOICES = "epiano,bell"
+VOICES = DEFAULT_PATCHES
 NAIVE_PHRASES = 300  # the naive loop is slow: it runs on the first phrases only
 
 
