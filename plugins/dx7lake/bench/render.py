@@ -62,13 +62,13 @@ def chorale_phrases(limit: int = CHORALES) -> list[tuple[str, list[Note]]]:
 
 
 def naive_render(spec: RenderSpec, voice: Voice, notes: list[Note]) -> bytes:
-    """Every note rendered afresh into a fresh buffer, then faded, gain-staged, encoded."""
+    """Every note rendered afresh to the phrase end into a fresh buffer, then faded, gain-staged, encoded."""
     engine = DexedNotes(spec, memoise=False)
     mix = np.zeros(spec.total_samples)
     for start, duration, velocity, pitch in notes:
         onset = spec.samples(start)
-        audio = engine.render(voice, pitch, velocity, spec.samples(duration))[: spec.total_samples - onset]
-        mix[onset : onset + len(audio)] += audio
+        if onset < spec.total_samples:
+            mix[onset:] += engine.render(voice, pitch, velocity, spec.samples(duration), spec.total_samples - onset)
     mix[-spec.fade_samples :] *= fade_ramp(spec)
     gain = staged_gain(float(np.max(np.abs(mix))))
     pcm = np.round(mix * (gain * FULL_SCALE)).astype(np.int16)
