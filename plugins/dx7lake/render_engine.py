@@ -18,10 +18,13 @@ How long a note is rendered is the spec's ``note_length`` rule, recorded in ever
 - ``release-1s``: the rule of gold before issue 19, each note cut 1 s after its note-off;
   kept so that old manifest rows still reproduce their FLACs.
 
-Two exact equivalences of the engine make the memo hit far more often (tests check both
-against dexed-py for every voice): msfa reads velocity through a 64-step table
-(``velocity >> 1``), and a note-off takes effect at the end of the 64-sample block it
-falls in, so held lengths within one block render identically.
+Exact equivalences of the engine make the memo hit more often (tests check them against
+dexed-py): velocity reaches a note only as each operator's level offset, msfa's
+``ScaleVelocity(velocity, sensitivity)`` (a 64-step table, scaled down by each operator's
+sensitivity: velocities giving the same six offsets are one note, and all are one for a
+voice without velocity sensitivity); a note-off takes effect at the end of the 64-sample
+block it falls in, so held lengths within one block render identically; and a note
+released after the phrase end sounds there as one held forever.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from dexed import Patch, get_carriers
+from dexed.graph import VELOCITY_DATA  # msfa's velocity table (dx7note.cc)
 
 from .patches import Voice
 
@@ -84,8 +88,9 @@ class RenderSpec:
         return round(self.fade_s * self.sample_rate)
 
 
-class VoiceRelease:
-    """What a voice's parameters say about when its notes fall silent.
+class VoiceFacts:
+    """What a voice's parameters say about its notes: which velocities sound alike, and
+    when a note can be proved silent.
 
     A run of zeros after the note-off proves a note over only when every carrier's
     released envelope falls towards 0 and nothing can lift it back: no carrier with
@@ -112,11 +117,32 @@ class VoiceRelease:
             ratio /= 2
         self._lowest_ratio = ratio
         self._transpose = patch.transpose - 24
+        sensitivities = [op.velocity_sensitivity for op in patch.op]
+        offsets = {v: tuple(_velocity_offset(v, s) for s in sensitivities) for v in range(128)}
+        first = {}
+        self.velocity_class = [first.setdefault(offsets[v], v) for v in range(128)]  # lowest equivalent velocity
 
     def silence(self, pitch: int, sample_rate: int) -> int:
         """Zeros after the note-off that prove a note of ``pitch`` silent for good."""
         hz = 440.0 * 2 ** ((pitch + self._transpose - 69) / 12) * self._lowest_ratio
         return max(MIN_SILENCE, math.ceil(2 * sample_rate / hz))
+
+
+def _velocity_offset(velocity: int, sensitivity: int) -> int:
+    """msfa's ScaleVelocity: what velocity adds to an operator's output level."""
+    return ((sensitivity * (int(VELOCITY_DATA[velocity >> 1]) - 239) + 7) >> 3) << 4
+
+
+def _sounding_end(audio: np.ndarray) -> int:
+    """Index after the last nonzero sample (0 if none), searched from the end in chunks."""
+    stop = len(audio)
+    while stop > 0:
+        start = max(0, stop - 4096)
+        chunk = audio[start:stop]
+        if chunk.any():
+            return start + int(np.flatnonzero(chunk)[-1]) + 1
+        stop = start
+    return 0
 
 
 @dataclass
@@ -137,8 +163,8 @@ class DexedNotes:
         self.engine_samples = 0  # samples the engine computed, retries included
         self._held_bytes = 0
         self._synths: dict[str, object] = {}
-        self._releases: dict[str, VoiceRelease] = {}
-        self._guess: dict[tuple[str, int], int] = {}  # (voice, velocity step): release samples to try first
+        self._facts_by_id: dict[str, VoiceFacts] = {}
+        self._guess: dict[tuple[str, int], int] = {}  # (voice, velocity class): release samples to try first
         self._memo: OrderedDict[tuple[str, int, int, int], Rendered] = OrderedDict()
 
     def synth(self, voice: Voice):
@@ -157,32 +183,30 @@ class DexedNotes:
         self.engine_samples += length
         return self.synth(voice).render(int(pitch), int(velocity), held / sr, length / sr)
 
-    def _release(self, voice: Voice) -> VoiceRelease:
-        release = self._releases.get(voice.patch_id)
-        if release is None:
-            release = self._releases[voice.patch_id] = VoiceRelease(voice)
-        return release
+    def _facts(self, voice: Voice) -> VoiceFacts:
+        facts = self._facts_by_id.get(voice.patch_id)
+        if facts is None:
+            facts = self._facts_by_id[voice.patch_id] = VoiceFacts(voice)
+        return facts
 
     def _until_silent(self, voice: Voice, pitch: int, velocity: int, held: int, need: int) -> Rendered:
         """The note to its proven silence or to ``need`` samples, whichever is shorter.
 
         A voice that can fall silent is first tried to its usual release (learnt per voice
-        and velocity step) plus the proof window; only a note still sounding there is
+        and velocity class) plus the proof window; only a note still sounding there is
         rendered again, to ``need``.
         """
-        release = self._release(voice)
-        if not release.can_fall_silent:
+        facts = self._facts(voice)
+        if not facts.can_fall_silent:
             return Rendered(self.render(voice, pitch, velocity, held, need), False)
         off = -(-held // ENGINE_BLOCK) * ENGINE_BLOCK
-        window = release.silence(pitch, self.spec.sample_rate)
-        guess_key = (voice.patch_id, velocity >> 1)
+        window = facts.silence(pitch, self.spec.sample_rate)
+        guess_key = (voice.patch_id, velocity)
         guess = self._guess.get(guess_key, self.spec.sample_rate // 2)
         length = min(need, off + guess + window)
         audio = self.render(voice, pitch, velocity, held, length)
-        nonzero = np.flatnonzero(audio)
-        end = int(nonzero[-1]) + 1 if len(nonzero) else 0
-        if length - max(end, off) >= window:
-            return Rendered(audio[:end], True)
+        if length >= off + window and not audio[length - window :].any():
+            return Rendered(audio[: _sounding_end(audio)], True)
         if length == need:
             return Rendered(audio, False)
         self._guess[guess_key] = 2 * guess  # this voice rings longer at this velocity: try longer next time
@@ -192,9 +216,15 @@ class DexedNotes:
         """The note's samples from its onset: at least ``need`` of them, or all it ever sounds."""
         if self.spec.note_length == RELEASE_1S:
             need = min(held + self.spec.sample_rate, self.spec.total_samples)
-        # legacy cuts fall at held + 1 s exactly: there the held length itself is the key
-        block = held if self.spec.note_length == RELEASE_1S else -(-held // ENGINE_BLOCK)
-        key = (voice.patch_id, pitch, velocity >> 1, block)
+        velocity = self._facts(voice).velocity_class[velocity]
+        if self.spec.note_length == RELEASE_1S:
+            block = held  # legacy cuts fall at held + 1 s exactly: there the held length itself is the key
+        else:
+            block = -(-held // ENGINE_BLOCK)
+            if block * ENGINE_BLOCK >= self.spec.total_samples:  # released after the phrase end: never, here
+                block = -(-self.spec.total_samples // ENGINE_BLOCK)
+                held = block * ENGINE_BLOCK
+        key = (voice.patch_id, pitch, velocity, block)
         found = self._memo.get(key) if self.memoise else None
         if found is not None and (found.complete or len(found.audio) >= need):
             self.hits += 1
