@@ -9,10 +9,11 @@ Gold objects are content-addressed (``gold/renders/<note_length>/<patch>/<hh>/<c
 and a partition's manifests are written last, so a killed task leaves no manifest and a
 rerun skips every object that already exists. Gold of another note-length rule (before
 issue 19 each note was cut 1 s after its note-off) is never reused: planning finds it and
-its partitions are rendered afresh under their own keys, replacing the manifest. A partition's rendering is spread over a
-process pool (render_pool) in batches, with a bounded number in flight; the objects are
-stored by threads of the task process itself, through its own lake client (an S3 lake's
-Airflow connection is only reachable from the task process, not from pool workers).
+its partitions are rendered afresh under their own keys, replacing the manifest. A
+partition's rendering is spread over a process pool (render_pool) in batches, with a
+bounded number in flight; the objects are stored by threads of the task process itself,
+through its own lake client (an S3 lake's Airflow connection is only reachable from the
+task process, not from pool workers).
 """
 
 from __future__ import annotations

@@ -206,7 +206,7 @@ class DexedNotes:
         length = min(need, off + guess + window)
         audio = self.render(voice, pitch, velocity, held, length)
         if length >= off + window and not audio[length - window :].any():
-            return Rendered(audio[: _sounding_end(audio)], True)
+            return Rendered(audio[: _sounding_end(audio)].copy(), True)  # the memo holds only what sounds
         if length == need:
             return Rendered(audio, False)
         self._guess[guess_key] = 2 * guess  # this voice rings longer at this velocity: try longer next time
