@@ -35,7 +35,8 @@ def test_phrase_is_mono_16bit_flac_of_exact_length():
     assert (info.format, info.subtype, info.channels, info.samplerate) == ("FLAC", "PCM_16", 1, 22050)
     audio, _ = decode(flac)
     assert len(audio) == SPEC.total_samples == round(2.5 * 22050)
-    assert row["duration_s"] == 2.5 and row["key"] == f"gold/renders/{voice('epiano').patch_id}/ab/{'ab' * 16}.flac"
+    assert row["duration_s"] == 2.5 and row["note_length"] == "until-silent"
+    assert row["key"] == f"gold/renders/until-silent/{voice('epiano').patch_id}/ab/{'ab' * 16}.flac"
     assert row["peak"] == np.abs(audio.astype(float)).max() / 32768
     assert row["rms"] == pytest.approx(np.sqrt(np.mean((audio / 32768.0) ** 2)), rel=1e-12)
     assert len(row["patch_vced"]) == 156

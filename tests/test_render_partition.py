@@ -121,6 +121,50 @@ def test_pending_partitions_are_those_whose_manifests_do_not_match_silver(tmp_pa
     assert pending_partitions(lake, fingerprints, voices) == [0, 1, 2]
 
 
+def test_gold_from_the_old_note_length_rule_is_pending_and_rerendered_under_new_keys(tmp_path):
+    """Gold cut 1 s after each note-off (before issue 19) is detected by its recorded rule, or by
+    having none, and re-rendered beside it: never two rules under one key or in one manifest."""
+    import pyarrow.parquet as pq
+
+    lake = LocalLake(tmp_path)
+    voices = choose_voices("bell,sine")
+    parts = {0: contents(4), 1: contents(4, first=50)}
+    legacy = RenderSpec(note_length="release-1s")
+    for p, items in parts.items():
+        render_partition(lake, p, iter(items), voices, legacy, workers=1)
+    old_row = lake.read_parquet(manifest_key(voices[0].patch_id, 0)).slice(0, 1).to_pylist()[0]
+    assert render_row(old_row) == lake.get(old_row["key"])  # the old rule still reproduces its rows
+    # a manifest written before the rule was recorded has no note_length column at all
+    key = manifest_key(voices[1].patch_id, 1)
+    lake.put(key, _parquet(lake.read_parquet(key).drop_columns(["note_length"])))
+    fingerprints = {p: content_fingerprint(h for h, _ in c) for p, c in parts.items()}
+    assert pending_partitions(lake, fingerprints, voices) == [0, 1]
+    assert pending_partitions(lake, fingerprints, voices[:1], note_length="release-1s") == []
+
+    again = render_partition(lake, 0, iter(parts[0]), voices, SPEC, workers=1)
+    assert (again["rendered"], again["reused"]) == (8, 0)
+    assert pending_partitions(lake, fingerprints, voices) == [1]
+    table = lake.read_parquet(manifest_key(voices[0].patch_id, 0))
+    assert set(table.column("note_length").to_pylist()) == {"until-silent"} and table.num_rows == 4
+    new_row = table.to_pylist()[0]
+    assert new_row["key"].startswith("gold/renders/until-silent/") and old_row["key"].startswith(
+        "gold/renders/release-1s/"
+    )
+    assert lake.get(new_row["key"]) != lake.get(old_row["key"])  # the bell rings past the old cut
+    assert render_row(new_row) == lake.get(new_row["key"])
+    assert pq.read_schema(io.BytesIO(lake.get(manifest_key(voices[0].patch_id, 0)))).equals(MANIFEST_SCHEMA)
+    assert render_partition(lake, 1, iter(parts[1]), voices, SPEC, workers=1)["rendered"] == 8
+    assert pending_partitions(lake, fingerprints, voices) == []
+
+
+def _parquet(table) -> bytes:
+    import pyarrow.parquet as pq
+
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
 KILLED_RENDER = """
 import sys
 from dx7lake.lake import LocalLake

@@ -3,14 +3,17 @@
 A phrase is rendered by an engine (dexed-py in-process by default, see ``engine``; the
 real Dexed VST3 when ``DX7LAKE_DEXED_VST3`` is set, see ``vst3``), mastered to FLAC
 (``master``), and described by a manifest row that alone reproduces it: the aligned
-notes, the 156-byte voice, the tempo, sample rate, effects and FLAC level.
+notes, the 156-byte voice, the tempo, sample rate, effects, FLAC level and encoder, and note-length rule.
 
-Gold objects are content-addressed (``gold/renders/<patch>/<hh>/<content_hash>.flac``)
+Gold objects are content-addressed (``gold/renders/<note_length>/<patch>/<hh>/<content_hash>.flac``)
 and a partition's manifests are written last, so a killed task leaves no manifest and a
-rerun skips every object that already exists. A partition's rendering is spread over a
-process pool (``pool``) in batches, with a bounded number in flight; the objects are
-stored by threads of the task process itself, through its own lake client (an S3 lake's
-Airflow connection is only reachable from the task process, not from pool workers).
+rerun skips every object that already exists. Gold of another note-length rule (before
+issue 19 each note was cut 1 s after its note-off) is never reused: planning finds it and
+its partitions are rendered afresh under their own keys, replacing the manifest. A
+partition's rendering is spread over a process pool (``pool``) in batches, with a
+bounded number in flight; the objects are stored by threads of the task process itself,
+through its own lake client (an S3 lake's Airflow connection is only reachable from the
+task process, not from pool workers).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..lake import Lake
-from .engine import DEFAULT_MEMO_BYTES, DexedEngine, Note, RenderSpec
+from .engine import DEFAULT_MEMO_BYTES, RELEASE_1S, UNTIL_SILENT, DexedEngine, Note, RenderSpec
 from .master import Master
 from .patches import Voice
 from .pool import ordered_map, worker_count
@@ -72,6 +75,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("effects", pa.string()),
         ("flac_level", pa.int32()),
         ("flac_encoder", pa.string()),
+        ("note_length", pa.string()),
     ]
 )
 
@@ -80,8 +84,9 @@ class GoldConflict(RuntimeError):
     """A gold key already holds different audio: it was rendered with other settings."""
 
 
-def render_key(patch_id: str, content_hash: str) -> str:
-    return f"{GOLD_RENDERS}/{patch_id}/{content_hash[:2]}/{content_hash}.flac"
+def render_key(patch_id: str, content_hash: str, note_length: str = UNTIL_SILENT) -> str:
+    """Renders by another note-length rule are other audio: the rule is part of the key."""
+    return f"{GOLD_RENDERS}/{note_length}/{patch_id}/{content_hash[:2]}/{content_hash}.flac"
 
 
 def manifest_key(patch_id: str, render_p: int) -> str:
@@ -89,9 +94,13 @@ def manifest_key(patch_id: str, render_p: int) -> str:
 
 
 def spec_of_row(row: dict) -> RenderSpec:
-    """The spec a manifest row was rendered with."""
+    """The spec a manifest row was rendered with (rows from before the note-length rule cut at 1 s)."""
     return RenderSpec(
-        sample_rate=row["sample_rate"], bpm=row["bpm"], effects=row["effects"], flac_level=row["flac_level"]
+        sample_rate=row["sample_rate"],
+        bpm=row["bpm"],
+        effects=row["effects"],
+        flac_level=row["flac_level"],
+        note_length=row.get("note_length") or RELEASE_1S,
     )
 
 
@@ -118,7 +127,7 @@ class PhraseRenderer:
             "content_hash": content_hash,
             "patch_id": voice.patch_id,
             "patch_name": voice.name,
-            "key": render_key(voice.patch_id, content_hash),
+            "key": render_key(voice.patch_id, content_hash, spec.note_length),
             "sha256": hashlib.sha256(out.flac).hexdigest(),
             "bytes": len(out.flac),
             "sample_rate": spec.sample_rate,
@@ -133,6 +142,7 @@ class PhraseRenderer:
             "effects": spec.effects,
             "flac_level": spec.flac_level,
             "flac_encoder": self.master.encoder.name,
+            "note_length": spec.note_length,
         }
         return out.flac, row
 
@@ -228,11 +238,15 @@ class ManifestWriter:
 
 
 def _read_manifest(lake: Lake, key: str, spec: RenderSpec) -> pa.Table | None:
+    """The manifest's rows when they are renders of ``spec``; None when there is none, or
+    when it is from another note-length rule (its objects are under other keys: all re-rendered)."""
     if not lake.exists(key):
         return None
     table = lake.read_parquet(key)
     if table.num_rows:
         first = table.slice(0, 1).to_pylist()[0]
+        if spec_of_row(first).note_length != spec.note_length:
+            return None
         if spec_of_row(first) != spec:
             raise GoldConflict(
                 f"{key} was rendered with {spec_of_row(first)}, this run asks for {spec}: gold keys do not carry "
@@ -324,8 +338,10 @@ def render_partition(
     }
 
 
-def pending_partitions(lake: Lake, fingerprints: dict[int, str], voices: Sequence[Voice]) -> list[int]:
-    """Partitions where some voice's manifest does not cover exactly silver's contents."""
+def pending_partitions(
+    lake: Lake, fingerprints: dict[int, str], voices: Sequence[Voice], note_length: str = UNTIL_SILENT
+) -> list[int]:
+    """Partitions where some voice's manifest does not cover exactly silver's contents by ``note_length``."""
     pending = []
     for p, fingerprint in sorted(fingerprints.items()):
         for voice in voices:
@@ -333,8 +349,14 @@ def pending_partitions(lake: Lake, fingerprints: dict[int, str], voices: Sequenc
             if not lake.exists(key):
                 pending.append(p)
                 break
-            hashes = pq.read_table(io.BytesIO(lake.get(key)), columns=["content_hash"]).column(0).to_pylist()
-            if content_fingerprint(hashes) != fingerprint:
+            manifest = pq.ParquetFile(io.BytesIO(lake.get(key)))
+            if "note_length" not in manifest.schema_arrow.names:  # rendered before the rule was recorded
+                pending.append(p)
+                break
+            table = manifest.read(columns=["content_hash", "note_length"])
+            hashes = table.column("content_hash").to_pylist()
+            rules = set(table.column("note_length").to_pylist())
+            if content_fingerprint(hashes) != fingerprint or rules - {note_length}:
                 pending.append(p)
                 break
     return pending

@@ -18,6 +18,7 @@ from .engine import Note, RenderSpec
 from .patches import Voice
 
 VST3_ENV = "DX7LAKE_DEXED_VST3"
+SETTLE_S = 1.0  # rendered past each phrase end (instances are not reset between phrases)
 
 
 class Vst3Error(ValueError):
@@ -69,7 +70,7 @@ class Vst3Engine:
             on = spec.samples(start) / sr
             events.append((bytes([0x90, int(pitch), int(velocity)]), on))
             events.append((bytes([0x80, int(pitch), 0]), on + spec.samples(duration) / sr))
-        duration_s = spec.total_samples / sr + spec.release_s  # let the last release die out
+        duration_s = spec.total_samples / sr + SETTLE_S  # let the last releases die out before the next phrase
         audio = self.plugin(events, duration=duration_s, sample_rate=sr, num_channels=2, reset=False)
         self.calls += 1
         return np.asarray(audio, dtype=np.float64).mean(axis=0)[: spec.total_samples].copy()
