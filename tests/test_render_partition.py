@@ -126,7 +126,6 @@ def test_pending_partitions_are_those_whose_manifests_do_not_match_silver(tmp_pa
 KILLED_RENDER = """
 import sys
 from dx7lake.lake import LocalLake
-from engine_reference import assert_sounds_like_its_row
 from dx7lake.patches import choose_voices
 from dx7lake.render import RenderSpec, render_partition
 sys.path.insert(0, {tests!r})
