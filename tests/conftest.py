@@ -7,6 +7,7 @@ before any test module imports it.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,39 @@ os.environ.update(
 )
 for var in ("DX7LAKE_HOME", "DX7LAKE_LAKE", "DX7LAKE_PG_URL", "DX7LAKE_SOURCE"):
     os.environ.pop(var, None)
+
+
+def in_ci() -> bool:
+    """CI sets ``CI=true``: there, a test that cannot run is a failure, never a skip."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def require_tool(name: str, debian_package: str | None) -> str:
+    """The path of the command ``name``; without it, skip locally and fail under CI.
+
+    ``debian_package`` names what installs it (``.ci/run`` does); None for a tool that no
+    Debian package provides, whose message then says so.
+    """
+    path = shutil.which(name)
+    if path is not None:
+        return path
+    how = f"apt-get install {debian_package}" if debian_package else "no Debian package provides it"
+    message = f"{name} is not installed ({how}; .ci/run installs what it can)"
+    if in_ci():
+        pytest.fail(f"CI=true and a needed tool is missing: {message}", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI, any skip (a skipif marker, a ``pytest.skip`` outside ``require_tool``) fails
+    the test: a green CI run then means every test ran."""
+    report = yield
+    if in_ci() and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, which runs every test: {reason}"
+    return report
 
 
 @pytest.fixture(scope="session")

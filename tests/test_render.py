@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+from engine_reference import assert_sounds_like_its_row
 
 from bench.render import naive_render
 from dx7lake.gold.engine import DexedEngine
@@ -110,8 +111,9 @@ def test_loud_chords_are_scaled_below_the_ceiling_and_never_clip():
 
 
 def test_a_manifest_row_alone_reproduces_its_flac():
-    flac, row = PhraseRenderer(RenderSpec(bpm=100.0)).render(voice("bell"), "bc" * 16, PHRASE)
+    flac, row = PhraseRenderer(RenderSpec(bpm=100.0)).render(voice("epiano"), "bc" * 16, PHRASE)
     assert render_row(json.loads(json.dumps(row, default=lambda b: list(b)))) == flac  # survives serialising
+    assert_sounds_like_its_row(flac, row)  # and the row says what dexed-py itself makes of it
 
 
 def test_effects_chain_from_json_is_applied_and_recorded():

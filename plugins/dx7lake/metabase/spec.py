@@ -6,6 +6,7 @@ fails with a message naming the card or dashboard instead of half-provisioning i
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,11 @@ import yaml
 DEFAULT_SPEC = Path(__file__).with_name("dashboards.yml")
 GRID_COLUMNS = 24  # Metabase's dashboard grid
 DISPLAYS = {"table", "bar", "line", "row", "pie", "scalar", "area", "scatter"}
+# Metabase rewrites these in saved visualization settings (models/interface.clj,
+# transform-visualization-settings): a spec holding one never reads back as written, so
+# every provisioning run would rewrite its card. They are refused instead.
+LEGACY_FIELD_REFS = {"field-id", "fk->", "datetime-field", "joined-field", "binning-strategy"}
+MIGRATED_SETTINGS = {"pie.show_legend", "pie.show_legend_perecent"}  # [sic]: Metabase's v1 key
 
 
 class SpecError(ValueError):
@@ -103,6 +109,9 @@ def _check(spec: Spec) -> None:
     for card in spec.cards:
         if card.display not in DISPLAYS:
             raise SpecError(f"card {card.name!r}: display {card.display!r} is not one of {sorted(DISPLAYS)}")
+        problem = _rewritten_by_metabase(card.visualization_settings)
+        if problem:
+            raise SpecError(f"card {card.name!r}: {problem}, which Metabase rewrites when it saves the card")
     dashboards = [d.name for d in spec.dashboards]
     if len(set(dashboards)) != len(dashboards):
         raise SpecError("dashboard names repeat")
@@ -117,3 +126,30 @@ def _check(spec: Spec) -> None:
             if taken & p.cells():
                 raise SpecError(f"{where}: overlaps another card")
             taken |= p.cells()
+
+
+def _rewritten_by_metabase(settings: dict) -> str | None:
+    """What in ``settings`` Metabase would store in another form, or None."""
+    for key in settings.get("column_settings") or {}:
+        try:
+            ref = json.loads(key)
+        except ValueError:
+            return f"column_settings key {key!r} is not JSON"
+        if json.dumps(ref, separators=(",", ":")) != key:
+            return f"column_settings key {key!r} is not compact JSON"
+    if any("key" in column for column in settings.get("table.columns") or []):
+        return "a table.columns entry has a 'key'"
+    if MIGRATED_SETTINGS & settings.keys():
+        return f"{sorted(MIGRATED_SETTINGS & settings.keys())} (use pie.percent_visibility)"
+    if (settings.get("click_behavior") or {}).get("linkType") == "page":
+        return "click_behavior.linkType 'page' (use 'dashboard')"
+    refs = {k: v for k, v in settings.items() if k != "graph.metrics"}  # metric names are not references
+    return _legacy_ref(refs)
+
+
+def _legacy_ref(form) -> str | None:
+    head = form[0] if isinstance(form, list) and form and isinstance(form[0], str) else None
+    if head in LEGACY_FIELD_REFS or (head == "field" and len(form) == 2):
+        return f"the legacy field reference {form!r}"
+    items = form.values() if isinstance(form, dict) else form if isinstance(form, list) else ()
+    return next((found for found in map(_legacy_ref, items) if found), None)

@@ -70,8 +70,10 @@ create table if not exists ops.pipeline_runs (
     params jsonb not null default '{}'::jsonb,
     started_at timestamptz not null default now(),
     finished_at timestamptz,
-    status text not null check (status in ('running', 'success', 'failed'))
+    status text not null check (status in ('running', 'success', 'failed')),
+    reason text
 );
+alter table ops.pipeline_runs add column if not exists reason text;
 create table if not exists ops.task_stats (
     run_id text not null,
     stage text not null,

@@ -29,17 +29,19 @@ def start_run(conn: psycopg.Connection, run_id: str, params: dict) -> None:
         conn.execute(
             """insert into ops.pipeline_runs (run_id, params, status) values (%s, %s, 'running')
                on conflict (run_id) do update set params = excluded.params, status = 'running',
-               finished_at = null""",
+               finished_at = null, reason = null""",
             (run_id, json.dumps(params, default=str)),
         )
 
 
-def finish_run(conn: psycopg.Connection, run_id: str, status: str) -> None:
+def finish_run(conn: psycopg.Connection, run_id: str, status: str, reason: str | None = None) -> None:
+    """Close the run; the first failure's reason is kept (a later failing task adds none)."""
     with conn.transaction():
         conn.execute(
-            """insert into ops.pipeline_runs (run_id, status, finished_at) values (%s, %s, now())
-               on conflict (run_id) do update set status = excluded.status, finished_at = excluded.finished_at""",
-            (run_id, status),
+            """insert into ops.pipeline_runs (run_id, status, finished_at, reason) values (%s, %s, now(), %s)
+               on conflict (run_id) do update set status = excluded.status, finished_at = excluded.finished_at,
+               reason = coalesce(ops.pipeline_runs.reason, excluded.reason)""",
+            (run_id, status, reason),
         )
 
 
@@ -105,9 +107,11 @@ def record_validation(conn: psycopg.Connection, run_id: str, checks: list[dict],
 
 
 def mark_run_failed(context) -> None:
-    """Airflow task failure callback: a run that dies in any task ends ``failed`` here too."""
+    """Airflow task failure callback: a run that dies in any task ends ``failed`` here too,
+    with the task and its error as the reason."""
     from ..config import load_settings
     from .postgres import connect
 
+    reason = f"{context['ti'].task_id}: {context.get('exception')}"[:2000]
     with connect(load_settings()) as conn:
-        finish_run(conn, context["run_id"], "failed")
+        finish_run(conn, context["run_id"], "failed", reason)
