@@ -6,7 +6,7 @@ import hashlib
 
 import mido
 
-from dx7lake.bench.scale import TRANSPOSE, make_corpus
+from bench.scale import TRANSPOSE, make_corpus
 
 
 def _song(path) -> None:

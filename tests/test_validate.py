@@ -13,17 +13,18 @@ from contextlib import contextmanager
 import numpy as np
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 import soundfile as sf
 
 from conftest import build_gold, build_silver, new_database
 from dx7lake import stages
-from dx7lake.audio_qa import expected_samples
 from dx7lake.config import Settings, load_settings
+from dx7lake.gold.flac import FlacEncoder
+from dx7lake.gold.render import manifest_parts, part_key, part_partition
 from dx7lake.lake import Lake, open_lake
-from dx7lake.render import manifest_parts, part_key, part_partition
-from dx7lake.render_flac import FlacEncoder
-from dx7lake.validate import validate_run
+from dx7lake.quality.audio_qa import expected_samples
+from dx7lake.quality.validate import validate_run
 
 PATCHES = "sine"
 
@@ -41,7 +42,7 @@ def run(pg_server, chorales, tmp_path_factory) -> Iterator[Settings]:
 
 
 def _patch_id() -> str:
-    from dx7lake.patches import choose_voices
+    from dx7lake.gold.patches import choose_voices
 
     return choose_voices(PATCHES)[0].patch_id
 
@@ -210,7 +211,7 @@ def test_a_run_checks_its_own_renders_in_full_and_audits_a_seeded_sample_of_olde
 def test_recorded_run_feeds_every_dashboard_card(run):
     """The analytics marts build (with their tests) on a finished run, and every card of the
     dashboard spec is valid SQL over the warehouse that returns rows."""
-    from dx7lake.metabase_spec import load_spec
+    from dx7lake.metabase.spec import load_spec
 
     stages.start_run(run, "cards", {"patches": PATCHES})
     first = stages.plan_render(run)["partitions"][0]
@@ -259,4 +260,84 @@ def test_load_renders_loads_only_new_parts_and_compaction_keeps_every_row(run):
         ledger = {k for (k,) in conn.execute("select key from gold.manifest_parts")}
     assert ledger == set(manifest_parts(lake))
     assert stages.plan_render(run, PATCHES)["partitions"] == []
+
+
+def test_stereo_wrong_rate_nan_levels_and_a_stale_sha_each_print_their_fail_line(run, capsys):
+    """Four faults at once on four renders, each as the README's `FAIL <key>: <reason>` line
+    of `dx7lake validate --full`. The bad FLACs are written by libsndfile (not dx7lake's
+    encoder), and a later manifest part takes their sha256, as a renderer that made them
+    would have written it."""
+    from dx7lake.cli import main
+
+    lake = open_lake(run.lake_uri)
+    manifests = manifest_parts(lake, _patch_id())
+    rows = [(m, r) for m in manifests for r in lake.read_parquet(m).select(["key", "sample_rate"]).to_pylist()]
+    (stereo_m, stereo), (rate_m, rate), (nan_m, nan), (_, stale) = rows[0], rows[1], rows[2], rows[3]
+    saved = {r["key"]: lake.get(r["key"]) for r in (stereo, rate)}
+    faults: list[str] = []
+
+    def flac(pcm: np.ndarray, sample_rate: int) -> bytes:
+        out = io.BytesIO()
+        sf.write(out, pcm, sample_rate, format="FLAC", subtype="PCM_16")
+        return out.getvalue()
+
+    def row_of(manifest: str, key: str) -> pa.Table:
+        table = lake.read_parquet(manifest)
+        return table.filter(pc.equal(table.column("key"), key))
+
+    try:
+        mono = _pcm(saved[stereo["key"]])
+        for manifest, key, data in (
+            (stereo_m, stereo["key"], flac(np.column_stack([mono, mono]), stereo["sample_rate"])),
+            (rate_m, rate["key"], flac(_pcm(saved[rate["key"]]), 44100)),
+        ):
+            lake.put(key, data)
+            faults.append(_reseal(lake, manifest, row_of(manifest, key), data))
+        table = row_of(nan_m, nan["key"])
+        i = table.schema.get_field_index("peak")
+        faults.append(part_key(*part_partition(nan_m), [nan["key"]]))
+        lake.put_parquet(faults[-1], table.set_column(i, "peak", pa.array([float("nan")], pa.float64())))
+        stages.load_renders(run, "faults")
+        with psycopg.connect(run.pg_url) as conn:
+            conn.execute("update gold.renders set sha256 = repeat('0', 64) where key = %s", (stale["key"],))
+        capsys.readouterr()
+        assert main(["validate", "--home", str(run.home), "--patches", PATCHES, "--full"]) == 1
+        lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FAIL ")]
+    finally:
+        for key, data in saved.items():
+            lake.put(key, data)
+        for key in faults:
+            lake.delete(key)
+        stages.load_renders(run, reload=True)
+    expected = {
+        f"FAIL {stereo['key']}: 2 channels, expected mono [audio]",
+        f"FAIL {rate['key']}: sample rate 44100, manifest says {rate['sample_rate']} [audio]",
+        f"FAIL {nan['key']}: manifest peak, rms or duration is NaN or infinite [audio]",
+        f"FAIL {stale['key']}: manifest row missing from gold.renders or loaded with another sha256 [gold_load]",
+    }
+    assert expected <= set(lines), lines
+    # nothing else fails but dbt's range test on the NaN peak now in gold.renders
+    others = set(lines) - expected
+    assert others and all(line.endswith("[dbt_gold]") and "levels_in_range" in line for line in others), others
     assert not _failures(run)
+
+
+@pytest.mark.parametrize("rule", ["release-1s", None])
+def test_a_render_by_another_note_length_rule_is_not_current(run, rule):
+    """gold.renders holds the latest part's row; when that row is of another note-length rule
+    (or of none recorded), planning renders its partition again and coverage names its key."""
+    with psycopg.connect(run.pg_url) as conn:
+        content_hash, key, render_p = conn.execute(
+            "select content_hash, key, render_p from gold.renders order by key limit 1"
+        ).fetchone()
+        conn.execute("update gold.renders set note_length = %s where key = %s", (rule, key))
+    try:
+        assert stages.plan_render(run, PATCHES)["partitions"] == [render_p]
+        coverage = validate_run(run, [_patch_id()], dbt_tests=False, audit=0).checks["coverage"]
+        assert [f["key"] for f in coverage.failures] == [
+            f"gold/renders/until-silent/{_patch_id()}/{content_hash[:2]}/{content_hash}.flac"
+        ]
+    finally:
+        with psycopg.connect(run.pg_url) as conn:
+            conn.execute("update gold.renders set note_length = 'until-silent' where key = %s", (key,))
+    assert stages.plan_render(run, PATCHES)["partitions"] == []
