@@ -40,7 +40,8 @@ def test_validate_exits_non_zero_and_names_failures(settings, capsys):
     with psycopg.connect(settings.pg_url) as conn:
         contents = [h for (h,) in conn.execute("select distinct content_hash from silver.phrases")]
     expected = {
-        f"FAIL gold/renders/{patch_id}/{h[:2]}/{h}.flac: no render in gold.renders [coverage]" for h in contents
+        f"FAIL gold/renders/until-silent/{patch_id}/{h[:2]}/{h}.flac: no render in gold.renders [coverage]"
+        for h in contents
     }
     assert len(contents) > 0 and set(lines[:-1]) == expected and len(lines) - 1 == len(expected)
     assert json.loads(lines[-1]) | {"raw_rows": 0, "bronze_rows": 0} == {
