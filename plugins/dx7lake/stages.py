@@ -204,6 +204,7 @@ def write_summary(settings: Settings, stage_results: dict[str, Iterable[dict] | 
     summary = {
         "files_seen": ext["files_seen"],
         "files_extracted": ext["files_extracted"],
+        "files_empty": ext["files_empty"],
         "files_quarantined": ext["files_quarantined"],
         "files_skipped": ext["files_skipped"],
         "notes": val["raw_rows"],
