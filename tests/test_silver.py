@@ -48,6 +48,7 @@ def python_phrases(rows: list[dict]) -> dict[tuple[str, int], dict]:
             "n_notes": len(notes),
             "song": song[key],
             "stats": (len({n[3] for n in notes}), max_polyphony(notes)),
+            "notes": sorted(notes),
         }
     return out
 
