@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DX7LAKE_HOME ?= .dx7lake
 SOURCE ?=
 DEMO_LIMIT ?= 40
-PATCHES ?= epiano,bell
+PATCHES ?=
 PYTEST_ARGS ?=
 export DX7LAKE_HOME DEMO_LIMIT
 
@@ -26,9 +26,10 @@ help:
 setup: $(VENV)/.installed $(MANIFEST)
 
 $(VENV)/.installed: pyproject.toml
+	@$(PYTHON) plugins/dx7lake/support.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --python $(BIN)/python -e '.[dev]'
+	$(BIN)/uv pip install --compile-bytecode --python $(BIN)/python -e '.[dev]'
 	touch $@
 
 # Cosmos renders the dbt task group from this manifest (no `dbt ls` at DAG parse time).
@@ -36,7 +37,7 @@ $(MANIFEST): $(VENV)/.installed $(DBT_FILES)
 	$(BIN)/dx7lake dbt-parse
 
 demo: setup
-	$(BIN)/dx7lake demo --home "$(DX7LAKE_HOME)" --patches "$(PATCHES)" $(if $(SOURCE),--source "$(SOURCE)")
+	$(BIN)/dx7lake demo --home "$(DX7LAKE_HOME)" $(if $(PATCHES),--patches "$(PATCHES)") $(if $(SOURCE),--source "$(SOURCE)")
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -56,7 +57,7 @@ serve: setup
 	$(BIN)/dx7lake serve --home "$(DX7LAKE_HOME)" --port 8765
 
 bench: setup
-	$(BIN)/python -m dx7lake.bench
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(DX7LAKE_HOME) dbt/target dbt/logs .pytest_cache

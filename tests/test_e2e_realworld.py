@@ -138,7 +138,7 @@ def landing(tmp_path) -> Path:
 def test_dag_runs_on_real_world_midi(settings, landing, airflow_db, monkeypatch):
     from airflow.dag_processing.dagbag import DagBag
 
-    from dx7lake.postgres import airflow_env
+    from dx7lake.warehouse.postgres import airflow_env
 
     monkeypatch.setenv("DX7LAKE_SOURCE", str(landing))
     monkeypatch.setenv("DX7LAKE_LAKE", settings.lake_uri)
@@ -183,6 +183,6 @@ def test_dag_runs_on_real_world_midi(settings, landing, airflow_db, monkeypatch)
 
 
 def _card_sql(name: str) -> str:
-    from dx7lake.metabase_spec import load_spec
+    from dx7lake.metabase.spec import load_spec
 
     return next(c.sql for c in load_spec().cards if c.name == name)

@@ -25,9 +25,9 @@ from test_silver import max_polyphony, python_phrases
 
 from conftest import REPO, new_database
 from dx7lake import warehouse
-from dx7lake.midi import BRONZE_SCHEMA, set_type_of
+from dx7lake.bronze import BRONZE_SCHEMA, set_type_of
 from dx7lake.synthetic import partitions
-from dx7lake.transform import run_dbt
+from dx7lake.warehouse.transform import run_dbt
 
 RULES = yaml.safe_load((REPO / "dbt" / "dbt_project.yml").read_text())["vars"]
 TICKS = st.sampled_from([89, 96, 480, 15_360])
@@ -137,9 +137,9 @@ ODDITIES = [
 @given(songs=st.lists(st.lists(tracks(), min_size=1, max_size=4), min_size=1, max_size=3))
 def test_adversarial_note_tables_build_and_render(pg_server, songs):
     from dx7lake import audio_qa
-    from dx7lake.patches import choose_voices
-    from dx7lake.render import PhraseRenderer
-    from dx7lake.render_engine import RenderSpec
+    from dx7lake.gold.engine import RenderSpec
+    from dx7lake.gold.patches import choose_voices
+    from dx7lake.gold.render import PhraseRenderer
 
     table = bronze_table(songs)
     url = new_database(pg_server, "prop")

@@ -1,6 +1,8 @@
 """``dx7lake`` command line: every stage on its own, the demo, and the services.
 
 Each command prints a JSON summary as its last line, so scripts can read the result.
+Each command imports only what it uses (numba, the render stack, Airflow and psycopg
+each cost a second or more to import), so ``dx7lake extract`` pays for the parser alone.
 """
 
 from __future__ import annotations
@@ -8,24 +10,26 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
-from . import stages
-from .config import Settings, load_settings
-from .metabase_spec import DEFAULT_SPEC
+from .config import DEFAULT_BPM, DEFAULT_PATCHES, DEFAULT_SAMPLE_RATE, Settings, load_settings, parse_demo_limit
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    if getattr(args, "lake", None):
-        os.environ["DX7LAKE_LAKE"] = args.lake
-    if getattr(args, "source", None):
-        os.environ["DX7LAKE_SOURCE"] = args.source
-    return load_settings(args.home)
+    """The environment's settings with this command's options over them."""
+    limit = getattr(args, "limit", None)
+    return load_settings(
+        args.home,
+        lake_uri=args.lake,
+        source=getattr(args, "source", None),
+        metabase_url=getattr(args, "url", None),
+        demo_limit=parse_demo_limit(limit) if limit is not None else None,
+    )
 
 
 def _print(result: dict) -> None:
@@ -33,30 +37,36 @@ def _print(result: dict) -> None:
 
 
 def cmd_corpus(args) -> int:
-    from .corpus import demo_limit, write_demo_corpus
+    from .bronze.corpus import write_demo_corpus
 
     settings = _settings(args)
-    _print(write_demo_corpus(args.out or settings.source, demo_limit(args.limit)))
+    _print(write_demo_corpus(args.out or settings.source, settings.demo_limit))
     return 0
 
 
 def cmd_db(args) -> int:
-    from .postgres import stop_embedded, warehouse_url
+    from .warehouse.postgres import start_embedded, stop_embedded
 
     settings = _settings(args)
     if args.action == "stop":
         _print({"stopped": stop_embedded(settings)})
-    else:
-        _print({"url": warehouse_url(settings)})
+    else:  # start and url both leave it running: the URL is for connecting to it
+        _print({"url": start_embedded(settings)})
     return 0
 
 
 def cmd_extract(args) -> int:
-    _print(stages.extract(_settings(args), args.source))
+    from .bronze import ExtractOptions, extract
+    from .lake import lake_of
+
+    settings = _settings(args)
+    _print(extract(settings.source, lake_of(settings), ExtractOptions.from_settings(settings)).as_dict())
     return 0
 
 
 def cmd_load(args) -> int:
+    from . import stages
+
     settings = _settings(args)
     run_id = args.run_id or f"cli-{int(time.time())}"
     results = [stages.load_partition(settings, p, run_id) for p in stages.bronze_partitions(settings)]
@@ -65,7 +75,7 @@ def cmd_load(args) -> int:
 
 
 def cmd_dbt(args) -> int:
-    from .transform import run_dbt
+    from .warehouse.transform import run_dbt
 
     run_dbt(args.dbt_args or ["build"], settings=_settings(args))
     _print({"dbt": args.dbt_args or ["build"], "success": True})
@@ -73,6 +83,8 @@ def cmd_dbt(args) -> int:
 
 
 def cmd_render(args) -> int:
+    from . import stages
+
     settings = _settings(args)
     plan = stages.plan_render(settings, args.patches)
     results = [
@@ -84,6 +96,8 @@ def cmd_render(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    from . import stages
+
     result = stages.run_validation(_settings(args), args.patches, args.run_id)
     for failure in result["failures"]:
         print(f"FAIL {failure['key']}: {failure['reason']} [{failure['check']}]")
@@ -94,27 +108,26 @@ def cmd_validate(args) -> int:
 
 
 def cmd_metabase(args) -> int:
-    """Provision the dashboards in the spec onto the Metabase at METABASE_URL."""
-    from .metabase_provision import provision_from_env
+    """Provision the dashboards in the spec onto the Metabase at METABASE_URL (or --url)."""
+    from .metabase.provision import provision_from_settings
+    from .metabase.spec import DEFAULT_SPEC
 
-    if args.url:
-        os.environ["METABASE_URL"] = args.url
-    _print(provision_from_env(_settings(args), args.spec))
+    _print(provision_from_settings(_settings(args), args.spec or DEFAULT_SPEC))
     return 0
 
 
 def cmd_demo(args) -> int:
     """Run the DAG for real with ``airflow dags test`` on the embedded default."""
-    from .airflow_env import airflow_environment
-    from .corpus import demo_limit, write_demo_corpus
-    from .postgres import stop_embedded
+    from .bronze.corpus import write_demo_corpus
+    from .orchestration.airflow_env import airflow_environment
+    from .warehouse.postgres import stop_embedded
 
     settings = _settings(args)
     started = time.time()
     try:
         if not args.source:
             print(f"==> demo corpus: Bach chorales from music21 into {settings.source}", flush=True)
-            _print(write_demo_corpus(settings.source, demo_limit(args.limit)))
+            _print(write_demo_corpus(settings.source, settings.demo_limit))
         env = airflow_environment(settings)
         settings.airflow_home.mkdir(parents=True, exist_ok=True)
         airflow = str(Path(sys.executable).with_name("airflow"))
@@ -173,7 +186,7 @@ def _run_logged(cmd: list[str], env: dict[str, str], log_path: Path) -> int:
 
 def cmd_airflow(args) -> int:
     """``airflow standalone`` on the same home, so the DAG can be triggered from the UI."""
-    from .airflow_env import airflow_environment
+    from .orchestration.airflow_env import airflow_environment
 
     settings = _settings(args)
     env = airflow_environment(settings)
@@ -198,10 +211,24 @@ def cmd_serve(args) -> int:
     return 0
 
 
-def cmd_dbt_parse(args) -> int:
-    from .transform import parse_project
+def cmd_settings(args) -> int:
+    """The settings this environment resolves to (secrets left out), or the README's table."""
+    from dataclasses import fields
 
-    _print({"manifest": str(parse_project())})
+    from .config import settings_table
+
+    if args.markdown:
+        print(settings_table(), end="")
+        return 0
+    settings = _settings(args)
+    _print({f.name: getattr(settings, f.name) for f in fields(settings) if f.repr})
+    return 0
+
+
+def cmd_dbt_parse(args) -> int:
+    from .warehouse.transform import parse_project
+
+    _print({"manifest": str(parse_project(_settings(args)))})
     return 0
 
 
@@ -220,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("corpus", cmd_corpus, "write the demo corpus (music21 Bach chorales) as MIDI")
     p.add_argument("--out", default=None)
     p.add_argument("--limit", default=None, help="how many chorales, or 'all' (default DEMO_LIMIT or 40)")
-    p = add("db", cmd_db, "start (and print the URL of) or stop the embedded Postgres")
+    p = add("db", cmd_db, "start (and print the URL of) or stop the embedded Postgres (others stop what they start)")
     p.add_argument("action", choices=["start", "url", "stop"])
     p = add("extract", cmd_extract, "bronze: MIDI files to parquet in the lake")
     p.add_argument(
@@ -236,20 +263,22 @@ def build_parser() -> argparse.ArgumentParser:
         ("validate", cmd_validate, "check a finished run; exits 1 naming each failing key"),
     ):
         p = add(name, fn, help_)
-        p.add_argument("--patches", default="epiano,bell")
+        p.add_argument("--patches", default=DEFAULT_PATCHES)
         if name == "render":
-            p.add_argument("--bpm", type=float, default=120.0)
-            p.add_argument("--sample-rate", type=int, default=22050)
+            p.add_argument("--bpm", type=float, default=DEFAULT_BPM)
+            p.add_argument("--sample-rate", type=int, default=DEFAULT_SAMPLE_RATE)
         else:
             p.add_argument("--run-id", default=None, help="record the results in ops.validation_* under this id")
     p = add("metabase", cmd_metabase, "dashboards as code: create or update them on Metabase (METABASE_URL)")
     p.add_argument("action", choices=["provision"])
     p.add_argument("--url", default=None, help="Metabase URL (default METABASE_URL)")
-    p.add_argument("--spec", default=str(DEFAULT_SPEC), help="dashboard spec (YAML)")
+    p.add_argument("--spec", default=None, help="dashboard spec (YAML; default: the one shipped in the package)")
     p = add("demo", cmd_demo, "the whole DAG through `airflow dags test` on the embedded default")
     p.add_argument("--source", default=None, help="folder of .mid files (default: the demo corpus)")
     p.add_argument("--limit", default=None)
-    p.add_argument("--patches", default="epiano,bell")
+    p.add_argument("--patches", default=DEFAULT_PATCHES)
+    p = add("settings", cmd_settings, "print the resolved settings as JSON (--markdown: the README's table)")
+    p.add_argument("--markdown", action="store_true")
     add("airflow", cmd_airflow, "airflow standalone on this home (UI on :8080)")
     p = add("serve", cmd_serve, "the phrase browser alone (no login: binds to localhost by default)")
     p.add_argument("--host", default="127.0.0.1")
@@ -263,7 +292,14 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("pgserver").setLevel(logging.WARNING)
-    return args.fn(args)
+    # pgserver asks platformdirs for a runtime dir it does not need; not the user's concern
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+    if args.fn in (cmd_db, cmd_settings):  # neither starts the embedded Postgres
+        return args.fn(args)
+    from .warehouse.postgres import stopped_after
+
+    with stopped_after(_settings(args)):
+        return args.fn(args)
 
 
 if __name__ == "__main__":
