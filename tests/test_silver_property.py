@@ -23,10 +23,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_silver import max_polyphony, python_phrases
 
+from bench.synthetic import partitions
 from conftest import REPO, new_database
 from dx7lake import warehouse
 from dx7lake.bronze import BRONZE_SCHEMA, set_type_of
-from dx7lake.synthetic import partitions
 from dx7lake.warehouse.transform import run_dbt
 
 RULES = yaml.safe_load((REPO / "dbt" / "dbt_project.yml").read_text())["vars"]
