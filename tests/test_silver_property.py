@@ -25,8 +25,8 @@ from test_silver import max_polyphony, python_phrases
 
 from bench.synthetic import partitions
 from conftest import REPO, new_database
-from dx7lake import warehouse
 from dx7lake.bronze import BRONZE_SCHEMA, set_type_of
+from dx7lake.warehouse import load, schema
 from dx7lake.warehouse.transform import run_dbt
 
 RULES = yaml.safe_load((REPO / "dbt" / "dbt_project.yml").read_text())["vars"]
@@ -136,17 +136,17 @@ ODDITIES = [
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(songs=st.lists(st.lists(tracks(), min_size=1, max_size=4), min_size=1, max_size=3))
 def test_adversarial_note_tables_build_and_render(pg_server, songs):
-    from dx7lake import audio_qa
     from dx7lake.gold.engine import RenderSpec
     from dx7lake.gold.patches import choose_voices
     from dx7lake.gold.render import PhraseRenderer
+    from dx7lake.quality import audio_qa
 
     table = bronze_table(songs)
     url = new_database(pg_server, "prop")
     with psycopg.connect(url) as conn:
-        warehouse.ensure_schema(conn)
+        schema.ensure_schema(conn)
         for p, part in partitions(table).items():
-            warehouse.load_bronze_partition(conn, p, part, "property")
+            load.load_bronze_partition(conn, p, part, "property")
     run_dbt(["build", "--quiet", "--exclude", "path:models/analytics"], url=url)  # raises on any failing test
 
     expected = python_phrases(table.to_pylist())
