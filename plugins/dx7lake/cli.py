@@ -147,6 +147,7 @@ def cmd_demo(args) -> int:
     for key in (
         "files_seen",
         "files_extracted",
+        "files_empty",
         "files_quarantined",
         "notes",
         "phrases",
