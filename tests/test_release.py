@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from dx7lake.dataset import Release, ReleaseNotFound
 from dx7lake.lake import LocalLake
 from dx7lake.release import ReleaseExists, build_release, read_release
 from dx7lake.release.examples import gold_manifests, gold_patches
@@ -108,8 +109,8 @@ def test_example_metadata_midi_and_patch_params(lake, song_release):
     manifest_row = next(r for r in gold_manifests(lake, ex["patch_id"]).to_pylist() if r["key"] == ex["gold_key"])
     vced = manifest_row["patch_vced"]
     params = json.loads(ex["patch_params"])
-    # by the DX7 VCED layout: byte 134 is the algorithm (0-based), 135 feedback, 145-154 the name
-    assert params["algorithm"] == vced[134] + 1 and params["feedback"] == vced[135]
+    # by the DX7 VCED layout: byte 134 is the algorithm (raw 0-31), 135 feedback, 145-154 the name
+    assert params["algorithm"] == vced[134] and params["feedback"] == vced[135]
     assert params["name"] == vced[145:155].decode().strip() and len(params["operators"]) == 6
     assert ex["drum_free"] and set(ex["instrument_families"]) <= {"piano", "organ", "strings", "ensemble", "reed"}
 
@@ -152,6 +153,7 @@ def test_patch_split_holds_whole_voices_out(lake, rendered_home):
 
 KILLED_BUILD = """
 import sys, time, psycopg
+from dx7lake.dataset import Release, ReleaseNotFound
 from dx7lake.lake import LocalLake
 from dx7lake.release import build_release
 
@@ -175,6 +177,59 @@ def test_killed_build_leaves_no_release_and_a_rerun_finishes_it(lake, rendered_h
     proc.wait()
     assert first and lake.exists(f"releases/killed/{first}")
     assert read_release(lake, "killed") is None and not lake.exists("releases/killed/release.json")
+    with pytest.raises(ReleaseNotFound):
+        Release(str(lake.root / "releases/killed"))
     with psycopg.connect(rendered_home.pg_url) as conn:
         assert build_release(lake, conn, "killed", shard_bytes=SHARD, card=False)["status"] == "written"
     assert read_release(lake, "killed")["examples"] > 0
+
+
+def test_datasets_loads_the_parquet_shards_with_decoded_audio(lake, song_release, tmp_path):
+    datasets = pytest.importorskip("datasets", reason="Hugging Face datasets comes with the [ml] extra")
+    files = {
+        split: [str(lake.root / "releases/v1" / s["path"]) for s in info["shards"]["parquet"]]
+        for split, info in song_release["splits"].items()
+        if info["examples"]
+    }
+    ds = datasets.load_dataset("parquet", data_files=files, cache_dir=str(tmp_path / "hf"))
+    assert isinstance(ds["train"].features["audio"], datasets.Audio)
+    for split in files:
+        assert ds[split].num_rows == song_release["splits"][split]["examples"]
+        example = ds[split][0]
+        audio = example["audio"]
+        assert audio["sampling_rate"] == example["sample_rate"] == 22050
+        assert len(audio["array"]) == round(example["duration_s"] * example["sample_rate"])
+        assert 0 < abs(audio["array"]).max() <= 1.0
+
+
+def test_torch_loader_two_workers_yield_each_example_once(lake, song_release):
+    pytest.importorskip("torch", reason="torch comes with the [ml] extra")
+    from torch.utils.data import DataLoader
+
+    from dx7lake.dataset import Release, ReleaseDataset
+
+    root = str(lake.root / "releases/v1")
+    expected = Counter(Release(root).to_pandas("train")["key"])
+    assert len(expected) == song_release["splits"]["train"]["examples"] and max(expected.values()) == 1
+    ds = ReleaseDataset(root, "train", seed=7, columns=["key", "duration_s"])
+    seen = Counter()
+    for example in DataLoader(ds, batch_size=None, num_workers=2):
+        assert example["audio"].dtype.is_floating_point and example["sample_rate"] == 22050
+        assert len(example["audio"]) == round(example["duration_s"] * 22050)
+        seen[example["key"]] += 1
+    assert seen == expected
+    # ranks split the shards between them: together every example once
+    ranks = [
+        Counter(e["key"] for e in ReleaseDataset(root, "train", rank=r, world_size=2, columns=["key"])) for r in (0, 1)
+    ]
+    assert ranks[0] + ranks[1] == expected and not set(ranks[0]) & set(ranks[1])
+    # each epoch reorders the same shards; resampling on request
+    orders = []
+    for epoch in range(4):
+        ds.set_epoch(epoch)
+        orders.append([s["path"] for s in ds.assigned_shards()])
+    assert (
+        all(sorted(o) == sorted(s["path"] for s in ds.shard_list) for o in orders) and len(set(map(tuple, orders))) > 1
+    )
+    first = next(iter(ReleaseDataset(root, "train", sample_rate=16000, columns=["duration_s"])))
+    assert first["sample_rate"] == 16000 and abs(len(first["audio"]) - first["duration_s"] * 16000) <= 2

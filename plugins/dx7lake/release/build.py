@@ -107,48 +107,10 @@ def build_release(
         split = by_patch[row["patch_id"]] if split_by == "patch" else ex.SILVER_SPLIT[info.silver_split]
         per_split[split].append((row, info))
 
-    splits: dict[str, dict] = {}
-    samples: dict[tuple[str, str], list[tuple[str, bytes]]] = defaultdict(list)  # for the card's previews
-    with ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="release-fetch") as pool:
-        for split, items in per_split.items():
-            items.sort(key=lambda item: (item[0]["content_hash"], item[0]["patch_id"]))
-            shards: dict[str, list[dict]] = {"parquet": [], "webdataset": []}
-            batch: list[dict] = []
-            batch_bytes = 0
-            duration = 0.0
-
-            def flush(shards=shards, split=split) -> None:
-                nonlocal batch, batch_bytes
-                index = len(shards["parquet"])
-                for fmt, ext, write in (("parquet", "parquet", parquet_shard), ("webdataset", "tar", tar_shard)):
-                    data = write(batch)
-                    rel = f"{fmt}/{split}/{split}-{index:05d}.{ext}"
-                    lake.put(f"{prefix}/{rel}", data)
-                    shards[fmt].append({"path": rel, "sha256": _sha256(data), "rows": len(batch), "bytes": len(data)})
-                    if on_shard:
-                        on_shard(rel)
-                batch, batch_bytes = [], 0
-
-            for chunk in _chunks(items, FETCH_CHUNK):
-                for (row, info), flac in zip(chunk, pool.map(lambda it: lake.get(it[0]["key"]), chunk), strict=True):
-                    if _sha256(flac) != row["sha256"]:
-                        skipped.append({"key": row["key"], "reason": "gold object does not match its manifest sha256"})
-                        continue
-                    example = ex.example_meta(row, info, split, params[row["patch_id"]][1]) | {"flac": flac}
-                    if previews and len(samples[split, row["patch_id"]]) < previews:
-                        samples[split, row["patch_id"]].append((f"{split}/{example['key']}", flac))
-                    batch.append(example)
-                    batch_bytes += len(flac) + len(example["midi"])
-                    duration += row["duration_s"]
-                    if batch_bytes >= shard_bytes:
-                        flush()
-            if batch:
-                flush()
-            splits[split] = {
-                "examples": sum(s["rows"] for s in shards["parquet"]),
-                "duration_s": round(duration, 3),
-                "shards": shards,
-            }
+    writer = SplitWriter(lake, prefix, {p: v[1] for p, v in params.items()}, shard_bytes, previews, on_shard)
+    with writer:
+        splits = {split: writer.write(split, items) for split, items in per_split.items()}
+    skipped += writer.skipped
 
     manifest = {
         "name": name,
@@ -165,7 +127,7 @@ def build_release(
     if card:
         from .card import write_card
 
-        manifest["card"] = write_card(lake, conn, prefix, manifest, [s for group in samples.values() for s in group])
+        manifest["card"] = write_card(lake, conn, prefix, manifest, writer.preview_samples())
     lake.put(f"{prefix}/{MANIFEST}", json.dumps(manifest, indent=2, sort_keys=True).encode())  # last: commits
     return {
         "release": name,
@@ -175,6 +137,76 @@ def build_release(
         "skipped": len(skipped),
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+class SplitWriter:
+    """Shards of one split after another: gold objects fetched by threads, checked against
+    their manifest sha256, assembled with their metadata, cut into shards of ~``shard_bytes``
+    (the same examples in the Parquet and the tar shard of one index)."""
+
+    def __init__(
+        self,
+        lake: Lake,
+        prefix: str,
+        params: dict[str, str],
+        shard_bytes: int,
+        previews: int = PREVIEWS,
+        on_shard: Callable[[str], None] | None = None,
+    ) -> None:
+        self.lake, self.prefix, self.params, self.shard_bytes = lake, prefix, params, shard_bytes
+        self.previews, self.on_shard = previews, on_shard
+        self.skipped: list[dict] = []
+        self.samples: dict[tuple[str, str], list[tuple[str, bytes]]] = defaultdict(list)
+        self._pool = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="release-fetch")
+
+    def __enter__(self) -> SplitWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._pool.shutdown(cancel_futures=True)
+
+    def preview_samples(self) -> list[tuple[str, bytes]]:
+        return [sample for group in self.samples.values() for sample in group]
+
+    def _flush(self, split: str, batch: list[dict], shards: dict[str, list[dict]]) -> None:
+        index = len(shards["parquet"])
+        for fmt, ext, write in (("parquet", "parquet", parquet_shard), ("webdataset", "tar", tar_shard)):
+            data = write(batch)
+            rel = f"{fmt}/{split}/{split}-{index:05d}.{ext}"
+            self.lake.put(f"{self.prefix}/{rel}", data)
+            shards[fmt].append({"path": rel, "sha256": _sha256(data), "rows": len(batch), "bytes": len(data)})
+            if self.on_shard:
+                self.on_shard(rel)
+
+    def write(self, split: str, items: list[tuple[dict, ex.ContentInfo]]) -> dict:
+        """Every (manifest row, content info) of ``split``, in (content, patch) order."""
+        items = sorted(items, key=lambda item: (item[0]["content_hash"], item[0]["patch_id"]))
+        shards: dict[str, list[dict]] = {"parquet": [], "webdataset": []}
+        batch: list[dict] = []
+        batch_bytes, duration = 0, 0.0
+        for chunk in _chunks(items, FETCH_CHUNK):
+            for (row, info), flac in zip(
+                chunk, self._pool.map(lambda it: self.lake.get(it[0]["key"]), chunk), strict=True
+            ):
+                if _sha256(flac) != row["sha256"]:
+                    self.skipped.append({"key": row["key"], "reason": "gold object does not match its manifest sha256"})
+                    continue
+                example = ex.example_meta(row, info, split, self.params[row["patch_id"]]) | {"flac": flac}
+                if len(self.samples[split, row["patch_id"]]) < self.previews:
+                    self.samples[split, row["patch_id"]].append((f"{split}/{example['key']}", flac))
+                batch.append(example)
+                batch_bytes += len(flac) + len(example["midi"])
+                duration += row["duration_s"]
+                if batch_bytes >= self.shard_bytes:
+                    self._flush(split, batch, shards)
+                    batch, batch_bytes = [], 0
+        if batch:
+            self._flush(split, batch, shards)
+        return {
+            "examples": sum(s["rows"] for s in shards["parquet"]),
+            "duration_s": round(duration, 3),
+            "shards": shards,
+        }
 
 
 def _choose_patches(lake: Lake, patches: Sequence[str] | None) -> list[str]:

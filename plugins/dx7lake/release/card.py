@@ -169,7 +169,8 @@ def card_text(manifest: dict, songs: list[tuple[str, str, str]], plots: list[str
             + ", ".join(f"`{p}` {s}" for p, s in sorted(manifest["patch_splits"].items()))
             + ")"
         ),
-        "- voices: " + ", ".join(f"`{p['patch_name']}` ({p['patch_id']})" for p in manifest["patches"]),
+        "- voices (`patch_params`: dexed-py's decoding of the 156 VCED bytes, raw values: algorithm 0-31 "
+        "is the panel's 1-32): " + ", ".join(f"`{p['patch_name']}` ({p['patch_id']})" for p in manifest["patches"]),
         f"- renders set aside: {len(manifest['skipped'])} (listed with their reason in `release.json`)",
         f"- corpus: {len(songs)} MIDI files; their md5 (= `midi_id`) and source key are in `corpus.tsv`",
         "",
