@@ -233,3 +233,19 @@ def test_torch_loader_two_workers_yield_each_example_once(lake, song_release):
     )
     first = next(iter(ReleaseDataset(root, "train", sample_rate=16000, columns=["duration_s"])))
     assert first["sample_rate"] == 16000 and abs(len(first["audio"]) - first["duration_s"] * 16000) <= 2
+
+
+def test_a_release_streams_from_s3(lake, song_release, s3_lake_uri):
+    from dx7lake.dataset import examples
+    from dx7lake.lake import open_lake
+
+    s3 = open_lake(s3_lake_uri)
+    for key in lake.list("releases/v1/"):
+        s3.put(key, lake.get(key))
+    release = Release(f"{s3_lake_uri}/releases/v1")
+    meta = release.to_pandas("validation")
+    streamed = list(examples(release.lake, release.shards("validation"), columns=["key", "sha256", "duration_s"]))
+    assert [e["key"] for e in streamed] == list(meta["key"]) and len(streamed) == song_release["splits"]["validation"][
+        "examples"
+    ]
+    assert all(len(e["audio"]) == round(e["duration_s"] * 22050) for e in streamed)

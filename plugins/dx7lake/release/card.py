@@ -8,6 +8,7 @@ Previews are MP3s exported with pydub through the ffmpeg that imageio-ffmpeg's w
 from __future__ import annotations
 
 import io
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -79,17 +80,12 @@ def write_plots(lake: Lake, conn: psycopg.Connection, prefix: str, loudness: dic
             written.append(f"plots/{name}.png")
     if loudness:
         bins = {
-            group: _histogram([20 * _log10(max(v, 1e-6)) for v in values], 2.0) for group, values in loudness.items()
+            group: _histogram([20 * math.log10(max(v, 1e-6)) for v in values], 2.0)
+            for group, values in loudness.items()
         }
         lake.put(f"{prefix}/plots/loudness.png", bar_plot("RMS level (dBFS) per split/patch", bins, "dBFS", "renders"))
         written.append("plots/loudness.png")
     return written
-
-
-def _log10(x: float) -> float:
-    import math
-
-    return math.log10(x)
 
 
 def _histogram(values: Sequence[float], width: float) -> dict[float, float]:
@@ -145,7 +141,13 @@ ds = wds.WebDataset("{root}/webdataset/train/train-{{00000..{last:05d}}}.tar").d
 """
 
 
-def card_text(manifest: dict, songs: list[tuple[str, str, str]], plots: list[str], previews: list[str]) -> str:
+def card_text(
+    manifest: dict,
+    songs: list[tuple[str, str, str]],
+    plots: list[str],
+    previews: list[str],
+    loudness: dict[str, list[float]],
+) -> str:
     name = manifest["name"]
     splits = manifest["splits"]
     lines = [
@@ -186,6 +188,13 @@ def card_text(manifest: dict, songs: list[tuple[str, str, str]], plots: list[str
         )
     total = sum(s["duration_s"] for s in splits.values())
     lines += ["", f"Total: {manifest['examples']} examples, {total / 3600:.3f} h of audio.", ""]
+    if loudness:
+        lines += ["## Loudness (RMS of the FLAC, dBFS)", "", "| split/voice | renders | median | min | max |"]
+        lines.append("| --- | ---: | ---: | ---: | ---: |")
+        for group, values in sorted(loudness.items()):
+            db = sorted(20 * math.log10(max(v, 1e-6)) for v in values)
+            lines.append(f"| {group} | {len(db)} | {db[len(db) // 2]:.1f} | {db[0]:.1f} | {db[-1]:.1f} |")
+        lines.append("")
     if plots:
         lines += ["## Distributions", ""] + [f"![{p}]({p})" for p in plots] + [""]
     if previews:
@@ -226,5 +235,5 @@ def write_card(lake: Lake, conn: psycopg.Connection, prefix: str, manifest: dict
     lake.put(f"{prefix}/corpus.tsv", tsv.encode())
     plots = write_plots(lake, conn, prefix, loudness)
     previews = write_previews(lake, prefix, samples)
-    lake.put(f"{prefix}/README.md", card_text(manifest, songs, plots, previews).encode())
+    lake.put(f"{prefix}/README.md", card_text(manifest, songs, plots, previews, loudness).encode())
     return {"readme": "README.md", "corpus": "corpus.tsv", "plots": plots, "previews": previews, "songs": len(songs)}
