@@ -96,6 +96,7 @@ def build_release(
         first = table.slice(0, 1).to_pylist()[0]
         params[patch_id] = (first["patch_name"], ex.params_json(first["patch_vced"]))
         rows.extend(table.drop_columns(["patch_vced"]).to_pylist())
+    rows = list({r["key"]: r for r in rows}.values())  # one row per render, however many manifest parts name it
     contents = ex.silver_contents(conn, {r["content_hash"] for r in rows})
     by_patch = ex.patch_splits(sorted(params)) if split_by == "patch" else {}
     per_split: dict[str, list[tuple[dict, ex.ContentInfo]]] = {s: [] for s in ex.SPLITS}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -99,7 +100,10 @@ def write_previews(lake: Lake, prefix: str, samples: Sequence[tuple[str, bytes]]
     """MP3 previews of ``(key, flac)`` pairs, encoded by imageio-ffmpeg's own ffmpeg (never a system one)."""
     import imageio_ffmpeg
     import soundfile as sf
-    from pydub import AudioSegment
+
+    with warnings.catch_warnings():  # pydub looks for a system ffmpeg on import: it is given the wheel's below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        from pydub import AudioSegment
 
     AudioSegment.converter = imageio_ffmpeg.get_ffmpeg_exe()
     written = []
@@ -199,7 +203,7 @@ def card_text(
         lines += ["## Distributions", ""] + [f"![{p}]({p})" for p in plots] + [""]
     if previews:
         lines += ["## Listen", ""] + [f"- [{p.split('/')[-1]}]({p})" for p in previews] + [""]
-    last = max((len(s["shards"]["webdataset"]) for s in splits.values()), default=1) - 1
+    last = len(splits["train"]["shards"]["webdataset"]) - 1
     lines += [
         "## Loading",
         "",
