@@ -249,3 +249,17 @@ def test_a_release_streams_from_s3(lake, song_release, s3_lake_uri):
         "examples"
     ]
     assert all(len(e["audio"]) == round(e["duration_s"] * 22050) for e in streamed)
+
+
+def test_cli_writes_a_release_of_chosen_patches(lake, rendered_home, monkeypatch, capsys, tmp_path):
+    from dx7lake.cli import main
+
+    monkeypatch.setenv("DX7LAKE_PG_URL", rendered_home.pg_url)
+    args = ["release", "--home", str(tmp_path), "--lake", str(lake.root), "--name", "cli-epiano"]
+    assert main([*args, "--patches", "epiano", "--split-by", "song", "--shard-size", "64K"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    manifest = read_release(lake, "cli-epiano")
+    assert out["status"] == "written" and out["examples"] == manifest["examples"] > 0
+    assert [p["patch_name"] for p in manifest["patches"]] == ["epiano"] and manifest["request"][
+        "shard_bytes"
+    ] == 64 << 10

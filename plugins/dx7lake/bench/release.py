@@ -9,6 +9,7 @@ card are left out (the bench has no warehouse: each render gets a one-phrase Con
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 
@@ -48,6 +49,7 @@ def _s3_copy(local: LocalLake, keys: list[str]):
         from moto.server import ThreadedMotoServer
     except ImportError:
         return None
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
