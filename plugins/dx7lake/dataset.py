@@ -124,9 +124,6 @@ class ReleaseDataset(IterableDataset):
         """Another shard order per epoch (call before iterating, as with DistributedSampler)."""
         self.epoch = epoch
 
-    def __len__(self) -> int:
-        return sum(s["rows"] for s in self.shard_list)
-
     def assigned_shards(self) -> list[dict]:
         """This rank's and this worker's shards, in this epoch's order."""
         order = list(range(len(self.shard_list)))
