@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DX7LAKE_HOME ?= .dx7lake
 SOURCE ?=
 DEMO_LIMIT ?= 40
-PATCHES ?= epiano,bell
+PATCHES ?=
 PYTEST_ARGS ?=
 export DX7LAKE_HOME DEMO_LIMIT
 
@@ -38,7 +38,7 @@ $(MANIFEST): $(VENV)/.installed $(DBT_FILES)
 	$(BIN)/dx7lake dbt-parse
 
 demo: setup
-	$(BIN)/dx7lake demo --home "$(DX7LAKE_HOME)" --patches "$(PATCHES)" $(if $(SOURCE),--source "$(SOURCE)")
+	$(BIN)/dx7lake demo --home "$(DX7LAKE_HOME)" $(if $(PATCHES),--patches "$(PATCHES)") $(if $(SOURCE),--source "$(SOURCE)")
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -58,7 +58,7 @@ serve: setup
 	$(BIN)/dx7lake serve --home "$(DX7LAKE_HOME)" --port 8765
 
 bench: setup
-	$(BIN)/python -m dx7lake.bench
+	$(BIN)/python -m bench
 
 # the [ml] extra (torch, Hugging Face datasets) for dx7lake.dataset and its tests; pip, so that a
 # configured CPU wheel or index of torch is used (uv would resolve torch to the CUDA build)

@@ -6,14 +6,12 @@ partition numbers and counts, never data.
 
 from __future__ import annotations
 
-import os
-
 import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from dx7lake.config import load_settings
-from dx7lake.cosmos_dbt import dbt_task_group
+from dx7lake.config import DEFAULT_BPM, DEFAULT_PATCHES, DEFAULT_SAMPLE_RATE, load_settings
+from dx7lake.orchestration.cosmos_dbt import dbt_task_group
 
 BRONZE = Asset("dx7lake_bronze")
 RAW = Asset("dx7lake_raw")
@@ -22,7 +20,7 @@ GOLD = Asset("dx7lake_gold")
 
 
 def _mark_run_failed(context) -> None:
-    from dx7lake.stats import mark_run_failed
+    from dx7lake.warehouse.stats import mark_run_failed
 
     mark_run_failed(context)
 
@@ -38,9 +36,9 @@ def _mark_run_failed(context) -> None:
     params={
         "source": Param(None, type=["null", "string"], description="MIDI folder or URI (default: the landing folder)"),
         "extract_shards": Param(4, type="integer", minimum=1, maximum=16, description="parallel extract shards"),
-        "patches": Param("epiano,bell", type="string", description="voice names, patch ids, random:K[:SEED]"),
-        "bpm": Param(120.0, type="number", minimum=20, maximum=400),
-        "sample_rate": Param(22050, type="integer", enum=[16000, 22050, 44100, 48000]),
+        "patches": Param(DEFAULT_PATCHES, type="string", description="voice names, patch ids, random:K[:SEED]"),
+        "bpm": Param(DEFAULT_BPM, type="number", minimum=20, maximum=400),
+        "sample_rate": Param(DEFAULT_SAMPLE_RATE, type="integer", enum=[16000, 22050, 44100, 48000]),
     },
     doc_md=__doc__,
 )
@@ -136,9 +134,10 @@ def dx7lake():
         """Dashboards as code onto Metabase; skipped when METABASE_URL is not set."""
         from dx7lake import stages
 
-        if not os.environ.get("METABASE_URL"):
+        settings = load_settings()
+        if not settings.metabase_url:
             raise AirflowSkipException("METABASE_URL is not set")
-        return stages.provision_metabase(load_settings())
+        return stages.provision_metabase(settings)
 
     @task(trigger_rule="none_failed")
     def summary(extracted: dict, loads: list[dict], plan: dict, renders: list[dict], gold: dict, checks: dict):
@@ -163,7 +162,7 @@ def dx7lake():
 
     extracted = merge_extract(extract.partial(shards="{{ params.extract_shards }}").expand(shard=extract_shards()))
     loads = load.expand(p=bronze_partitions(extracted))
-    silver = dbt_task_group()
+    silver = dbt_task_group(load_settings())
     plan = plan_render()
     loaded(loads) >> silver >> plan
     renders = render.partial(

@@ -4,7 +4,25 @@ Metabase (a JVM service) cannot run on the test machines, so this implements the
 documented endpoints we use, with their answer shapes, and checks each payload the way
 Metabase's schemas do (a bad payload gets a 400, an unknown endpoint a 404, a missing or
 stale session a 401). It keeps every request so tests can count writes. It is not
-Metabase: docker-compose runs the real one.
+Metabase: docker-compose runs the real one (v0.56.3).
+
+What Metabase stores is not what it was sent, and an idempotency check that compares with
+an echo proves nothing. So a saved card or dashcard is answered as Metabase answers it
+(``src/metabase/models/interface.clj`` and ``legacy_mbql/normalize.cljc``, v0.56):
+
+- ``visualization_settings`` (``transform-visualization-settings``, on the way out):
+  ``column_settings`` keys are re-encoded as compact JSON of the normalized reference
+  (``'["name", "rows"]'`` -> ``'["name","rows"]'``); legacy field clauses anywhere but in
+  ``graph.metrics`` and in a ``columns`` list of names become ``["field", id, null]``
+  (``["field-id", 7]``, ``["fk->", a, b]`` -> ``["field", b_id, {"source-field": a_id}]``);
+  ``table.columns`` entries lose their unused ``key``; the v1 -> v2 migration turns
+  ``pie.show_legend`` / ``pie.show_legend_perecent`` [sic] into ``pie.percent_visibility``
+  (``inside`` / ``legend``) and a ``click_behavior.linkType`` of ``page`` into ``dashboard``;
+- ``dataset_query`` (``transform-metabase-query``, legacy MBQL normalize): nil and empty
+  clauses are dropped everywhere except under ``native``, which is kept verbatim;
+- a card gains the fields Metabase fills (``type``, ``query_type``, ``database_id``,
+  ``parameters``, ``parameter_mappings``, ``entity_id``, ``created_at``, ``updated_at``, ...),
+  a dashcard ``series`` and ``dashboard_tab_id``, and each write moves ``updated_at``.
 """
 
 from __future__ import annotations
@@ -12,7 +30,9 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import secrets
 import threading
+import time
 import uuid
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +40,84 @@ from urllib.parse import parse_qs, urlparse
 
 REDACTED = "**MetabasePass**"
 GRID_COLUMNS = 24
+# the clause heads metabase.models.interface/normalize-visualization-settings normalizes
+FIELD_CLAUSES = {"field-id", "fk->", "datetime-field", "joined-field", "binning-strategy", "field", "aggregation",
+                 "expression"}  # fmt: skip
+
+
+def normalize_field_clause(clause: list) -> list:
+    """Legacy MBQL field references as ``mbql.normalize/normalize`` rewrites them (the two
+    forms a hand-written spec would use; others are returned as sent)."""
+    head = clause[0]
+    if head == "field-id":
+        return ["field", clause[1], None]
+    if head == "fk->":
+        source, target = (normalize_field_clause(c) for c in clause[1:3])
+        return ["field", target[1], {**(target[2] or {}), "source-field": source[1]}]
+    if head == "field" and len(clause) == 2:
+        return ["field", clause[1], None]
+    return clause
+
+
+def _is_field_clause(form) -> bool:
+    return isinstance(form, list) and bool(form) and isinstance(form[0], str) and form[0] in FIELD_CLAUSES
+
+
+def _normalize_clauses(form, key: str | None = None):
+    if _is_field_clause(form):
+        return normalize_field_clause(form)
+    if isinstance(form, list):
+        # a `columns` list of plain names is left alone (a name may be "expression")
+        if key == "columns" and not any(map(_is_field_clause, form)):
+            return form
+        return [_normalize_clauses(x) for x in form]
+    if isinstance(form, dict):
+        return {k: _normalize_clauses(v, k) for k, v in form.items()}
+    return form
+
+
+def normalize_visualization_settings(settings: dict) -> dict:
+    """``visualization_settings`` as Metabase answers them (see the module docstring)."""
+    out = {k: _normalize_clauses(v, k) for k, v in settings.items() if k not in ("column_settings", "graph.metrics")}
+    if "table.columns" in out:
+        out["table.columns"] = [{k: v for k, v in c.items() if k != "key"} for c in out["table.columns"]]
+    if "column_settings" in settings:
+        out["column_settings"] = {
+            json.dumps(_column_key(json.loads(k)), separators=(",", ":")): v
+            for k, v in settings["column_settings"].items()
+        }
+    if "graph.metrics" in settings:
+        out["graph.metrics"] = settings["graph.metrics"]
+    legend, percent = out.get("pie.show_legend"), out.get("pie.show_legend_perecent")
+    if legend or percent:
+        out["pie.percent_visibility"] = "inside" if legend else "legend"
+    click = out.get("click_behavior")
+    if isinstance(click, dict) and click.get("linkType") == "page":
+        out["click_behavior"] = {**click, "linkType": "dashboard"}
+    return out
+
+
+def _column_key(ref):
+    if isinstance(ref, list) and ref and ref[0] == "ref":
+        return ["ref", normalize_field_clause(ref[1])]
+    if _is_field_clause(ref):
+        return normalize_field_clause(ref)
+    return ref
+
+
+def normalize_query(query):
+    """Legacy ``mbql.normalize/normalize``'s empty-clause removal: nil, ``{}`` and ``[]``
+    values go, except under ``native`` (kept verbatim)."""
+    if isinstance(query, dict):
+        kept = {k: v if k == "native" else normalize_query(v) for k, v in query.items()}
+        return {k: v for k, v in kept.items() if k == "native" or v not in (None, {}, [])}
+    if isinstance(query, list):
+        return [normalize_query(v) for v in query]
+    return query
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() % 10**9:09d}Z"
 
 
 class Reject(Exception):
@@ -257,24 +355,48 @@ class MetabaseStandIn:
         if body.get("collection_id") is not None:
             _need(body["collection_id"] in self.collections, "collection_id must be an existing collection")
 
+    @staticmethod
+    def _stored_card(body: dict) -> dict:
+        """A card payload as Metabase stores and answers it."""
+        out = {k: v for k, v in body.items() if k != "id"}
+        if "visualization_settings" in out:
+            out["visualization_settings"] = normalize_visualization_settings(out["visualization_settings"])
+        if "dataset_query" in out:
+            out["dataset_query"] = normalize_query(out["dataset_query"])
+            out["database_id"] = out["dataset_query"]["database"]
+        return out
+
     def create_card(self, body):
         self._check_card(body, partial=False)
         i = next(self.ids)
+        now = _now()
         self.cards[i] = {
             "id": i,
+            "entity_id": secrets.token_urlsafe(16)[:21],
+            "type": "question",
             "description": None,
             "collection_id": None,
+            "collection_position": None,
             "archived": False,
             "query_type": "native",
+            "table_id": None,
+            "parameters": [],
+            "parameter_mappings": [],
             "result_metadata": None,
-            **{k: body[k] for k in body if k != "id"},
+            "cache_ttl": None,
+            "enable_embedding": False,
+            "embedding_params": None,
+            "creator_id": 1,
+            "created_at": now,
+            "updated_at": now,
+            **self._stored_card(body),
         }
         return self.cards[i]
 
     def update_card(self, i: int, body):
         card = self._get(self.cards, i)
         self._check_card(body, partial=True)
-        card.update({k: v for k, v in body.items() if k != "id"})
+        card.update(self._stored_card(body), updated_at=_now())
         return card
 
     def create_dashboard(self, body):
@@ -282,15 +404,21 @@ class MetabaseStandIn:
         collection = body.get("collection_id")
         _need(collection is None or collection in self.collections, "collection_id must be an existing collection")
         i = next(self.ids)
+        now = _now()
         self.dashboards[i] = {
             "id": i,
+            "entity_id": secrets.token_urlsafe(16)[:21],
             "name": body["name"],
             "description": body.get("description"),
             "collection_id": collection,
             "archived": False,
             "parameters": [],
             "tabs": [],
+            "width": "fixed",
+            "auto_apply_filters": True,
             "dashcards": [],
+            "created_at": now,
+            "updated_at": now,
         }
         return self.dashboards[i]
 
@@ -300,6 +428,7 @@ class MetabaseStandIn:
         if "dashcards" in body:
             dashboard["dashcards"] = self._dashcards(dashboard, body["dashcards"])
         dashboard.update({k: v for k, v in body.items() if k in ("name", "description", "collection_id")})
+        dashboard["updated_at"] = _now()
         return dashboard
 
     def _dashcards(self, dashboard: dict, dashcards) -> list[dict]:
@@ -325,7 +454,9 @@ class MetabaseStandIn:
                     "card": self.cards[d["card_id"]],
                     **{k: d[k] for k in ("row", "col", "size_x", "size_y")},
                     "parameter_mappings": d.get("parameter_mappings", []),
-                    "visualization_settings": d.get("visualization_settings", {}),
+                    "visualization_settings": normalize_visualization_settings(d.get("visualization_settings", {})),
+                    "series": [],
+                    "dashboard_tab_id": None,
                 }
             )
         return placed

@@ -58,25 +58,65 @@ def test_index_lists_every_rendered_phrase_in_pages(client, rendered_phrases):
 
 
 def test_index_filters(client, rendered_home):
+    """Expected counts come from silver.phrases and raw.detailed_notes (the pipeline's tables,
+    not browser.phrases that the app reads), with each phrase's pitch range worked out here
+    from its notes."""
+    from collections import Counter
+
     with psycopg.connect(rendered_home.pg_url) as conn:
-        splits = dict(conn.execute("select set_type, count(*) from browser.phrases group by 1").fetchall())
-        song = conn.execute(
-            "select song, count(*), min(midi_id) from browser.phrases group by 1 order by 1 limit 1"
-        ).fetchone()
-        low = conn.execute("select count(*) from browser.phrases where max_pitch <= 60").fetchone()[0]
-        patch = conn.execute("select patch_id from gold.renders limit 1").fetchone()[0]
+        phrases = conn.execute(
+            "select p.midi_id, p.set_type, p.notes, p.content_hash from silver.phrases p"
+            " where exists (select 1 from gold.renders g where g.content_hash = p.content_hash)"
+        ).fetchall()
+        song_of = dict(conn.execute("select distinct midi_id, source_key from raw.detailed_notes").fetchall())
+    splits = Counter(set_type for _, set_type, _, _ in phrases)
     for split, count in splits.items():
         page = client.get("/phrases", params={"split": split, "size": 200})
         assert total(page.text) == count
         assert set(re.findall(r"<td>(train|test|validate)</td>", page.text)) == {split}
-    assert total(client.get("/phrases", params={"song": song[0].split("/")[-1][:6]}).text) == song[1]
-    by_id = client.get("/phrases", params={"song": song[2]}).text
-    assert total(by_id) == song[1] and f'href="/phrases?song={song[2]}"' in by_id
+    midi_id = min(song_of)
+    per_song = sum(m == midi_id for m, _, _, _ in phrases)
+    assert total(client.get("/phrases", params={"song": song_of[midi_id].split("/")[-1][:6]}).text) == per_song
+    by_id = client.get("/phrases", params={"song": midi_id}).text
+    assert total(by_id) == per_song and f'href="/phrases?song={midi_id}"' in by_id
+    low = sum(max(note[3] for note in notes) <= 60 for _, _, notes, _ in phrases)
+    assert 0 < low < len(phrases), "the pitch filter must split this corpus to be tested"
     assert total(client.get("/phrases", params={"pitch_max": 60, "pitch_min": ""}).text) == low
     assert total(client.get("/phrases", params={"pitch_min": 100}).text) == 0
-    assert total(client.get("/phrases", params={"patch": patch}).text) == sum(splits.values())
     assert client.get("/phrases", params={"split": "holdout"}).status_code == 400
     assert client.get("/phrases", params={"pitch_min": "low"}).status_code == 400
+
+
+def test_patch_filter_lists_only_phrases_rendered_with_that_patch(client, rendered_home):
+    """Every phrase has every patch's render here, so a filter that ignored the patch would
+    pass; a third patch rendered for one content only tells them apart."""
+    with psycopg.connect(rendered_home.pg_url) as conn:
+        content = conn.execute("select content_hash from gold.renders order by content_hash limit 1").fetchone()[0]
+        columns = [
+            c
+            for (c,) in conn.execute(
+                "select column_name from information_schema.columns"
+                " where table_schema = 'gold' and table_name = 'renders' order by ordinal_position"
+            )
+        ]
+        copied = ", ".join({"patch_id": "'onlyone'", "key": "key || '.onlyone'"}.get(c, c) for c in columns)
+        conn.execute(
+            f"insert into gold.renders ({', '.join(columns)}) select {copied} from gold.renders"
+            " where content_hash = %s limit 1",
+            (content,),
+        )
+        expected = conn.execute("select count(*) from silver.phrases where content_hash = %s", (content,)).fetchone()[0]
+        all_rendered = conn.execute(
+            "select count(*) from silver.phrases p"
+            " where exists (select 1 from gold.renders g where g.content_hash = p.content_hash)"
+        ).fetchone()[0]
+        conn.commit()
+    try:
+        assert 0 < expected < all_rendered
+        assert total(client.get("/phrases", params={"patch": "onlyone", "size": 200}).text) == expected
+    finally:
+        with psycopg.connect(rendered_home.pg_url) as conn:
+            conn.execute("delete from gold.renders where patch_id = 'onlyone'")
 
 
 def test_phrase_page_has_player_spectrogram_pianoroll_and_links(client, rendered_home):

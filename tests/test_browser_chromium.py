@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = shutil.which("chromium")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+from conftest import require_tool
 
 PAGE_STATE = """
 new Promise((resolve) => {
@@ -121,7 +120,7 @@ def served(rendered_home):
 def chromium():
     profile = tempfile.mkdtemp(prefix="dx7lake-chromium-")
     cmd = [
-        CHROMIUM,
+        require_tool("chromium", "chromium"),
         "--headless",
         "--no-sandbox",
         "--disable-gpu",

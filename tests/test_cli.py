@@ -24,9 +24,29 @@ def test_extract_prints_json_summary(tmp_path, chorales):
     assert any((tmp_path / "lake" / "bronze" / "detailed_notes").rglob("*.parquet"))
 
 
-def test_validate_exits_non_zero_and_names_failures(settings):
+def test_validate_exits_non_zero_and_names_failures(settings, capsys):
+    import psycopg
+
     from dx7lake.cli import main
+    from dx7lake.gold.patches import choose_voices
 
     build_silver(settings)
-    # nothing rendered yet: every unique phrase × patch is missing
+    capsys.readouterr()
+    # nothing rendered yet: every unique phrase content × the patch is missing, and each is
+    # printed as FAIL <key>: <reason> [<check>] with the key spelled out by hand here
     assert main(["validate", "--home", str(settings.home), "--patches", "sine"]) == 1
+    lines = capsys.readouterr().out.strip().splitlines()
+    patch_id = choose_voices("sine")[0].patch_id
+    with psycopg.connect(settings.pg_url) as conn:
+        contents = [h for (h,) in conn.execute("select distinct content_hash from silver.phrases")]
+    expected = {
+        f"FAIL gold/renders/{patch_id}/{h[:2]}/{h}.flac: no render in gold.renders [coverage]" for h in contents
+    }
+    assert len(contents) > 0 and set(lines[:-1]) == expected and len(lines) - 1 == len(expected)
+    assert json.loads(lines[-1]) | {"raw_rows": 0, "bronze_rows": 0} == {
+        "passed": False,
+        "raw_rows": 0,
+        "bronze_rows": 0,
+        "patches": 1,
+        "failures": len(contents),
+    }

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, require_tool
 
 COMPOSE_FILE = REPO / "docker-compose.yml"
 AIRFLOW_SERVICES = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"}
@@ -31,9 +30,7 @@ _spec.loader.exec_module(make_env)
 
 
 def _compose(env_file: Path, *args: str) -> subprocess.CompletedProcess:
-    binary = shutil.which("docker-compose")
-    if binary is None:
-        pytest.skip("Debian's docker-compose is not installed (.ci/run installs it)")
+    binary = require_tool("docker-compose", "docker-compose")
     cmd = [binary, "--env-file", str(env_file), "--project-directory", str(REPO), "-f", str(COMPOSE_FILE), *args]
     return subprocess.run(cmd, capture_output=True, text=True, check=False)
 

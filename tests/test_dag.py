@@ -1,4 +1,5 @@
-"""The DAG file imports cleanly, parses fast, and has the shape the design asks for."""
+"""The DAG file imports cleanly and has the shape the design asks for (its parse time is
+measured by `make bench`, bench.dag_parse, not asserted here)."""
 
 from __future__ import annotations
 
@@ -9,22 +10,17 @@ import sys
 
 from conftest import REPO
 
-PARSE_TIMER = """
-import json, time
+PARSE = """
+import json
 from airflow.dag_processing.dagbag import DagBag
-timings = []
-for _ in range(3):
-    started = time.perf_counter()
-    bag = DagBag(dag_folder=%r)
-    timings.append(time.perf_counter() - started)
-print(json.dumps({"cold": timings[0], "seconds": min(timings[1:]),
-                  "errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": sorted(bag.dags)}))
+bag = DagBag(dag_folder=%r)
+print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": sorted(bag.dags)}))
 """
 
 
 def _parse() -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", PARSE_TIMER % str(REPO / "dags")],
+        [sys.executable, "-c", PARSE % str(REPO / "dags")],
         capture_output=True,
         text=True,
         env=os.environ.copy(),
@@ -33,15 +29,11 @@ def _parse() -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_dag_imports_without_errors_and_parses_fast():
+def test_dag_imports_without_errors():
+    """In a fresh interpreter, as the dag-processor parses it."""
     result = _parse()
     assert result["errors"] == {}
     assert result["dags"] == ["dx7lake"]
-    # The dag-processor keeps imported modules (parsing_pre_import_modules) and reparses the
-    # file often: the steady-state parse is what must stay small. The first parse also pays
-    # for importing Airflow's providers and Cosmos.
-    assert result["seconds"] < 0.5, result
-    assert result["cold"] < 10, result
 
 
 def test_dag_shape():

@@ -29,9 +29,9 @@ def settings(request, settings):
 def test_dag_runs_end_to_end_and_reruns_idempotently(settings, airflow_db, monkeypatch):
     from airflow.dag_processing.dagbag import DagBag
 
+    from dx7lake.gold.render import GOLD_MANIFESTS, GOLD_RENDERS
     from dx7lake.lake import open_lake
-    from dx7lake.postgres import airflow_env
-    from dx7lake.render import GOLD_MANIFESTS, GOLD_RENDERS
+    from dx7lake.warehouse.postgres import airflow_env
 
     monkeypatch.setenv("DX7LAKE_LAKE", settings.lake_uri)
     for key, value in airflow_env(settings).items():

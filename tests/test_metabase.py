@@ -8,9 +8,9 @@ import json
 import pytest
 import yaml
 
-from dx7lake.metabase_provision import MetabaseClient, MetabaseError, provision
-from dx7lake.metabase_spec import DEFAULT_SPEC, SpecError, load_spec
-from metabase_standin import REDACTED, MetabaseStandIn
+from dx7lake.metabase.provision import MetabaseClient, MetabaseError, provision
+from dx7lake.metabase.spec import DEFAULT_SPEC, SpecError, load_spec
+from metabase_standin import REDACTED, MetabaseStandIn, normalize_query, normalize_visualization_settings
 
 WAREHOUSE = "postgresql://dx7:pw@warehouse:5432/dx7lake"
 
@@ -33,9 +33,52 @@ def _layout(standin: MetabaseStandIn) -> dict[str, set[tuple]]:
     }
 
 
-def test_provisioning_twice_creates_everything_once_then_changes_nothing(metabase):
-    spec = load_spec()
-    first = provision(_client(metabase), WAREHOUSE)
+# Settings Metabase keeps as written: a column_settings key in compact JSON, table.columns
+# without "key", a reference in today's ["field", ..., options] form.
+KEPT_SETTINGS = {
+    "column_settings": {'["name","rows_per_second"]': {"decimals": 1, "suffix": " rows/s"}},
+    "table.columns": [{"name": "stage", "enabled": True, "fieldRef": ["field", "stage", {"base-type": "type/Text"}]}],
+    "graph.metrics": ["expression"],  # metric names are not references, even this one
+}
+
+
+def test_the_standin_answers_as_metabase_v056_does():
+    """Hand-worked from Metabase's source (models/interface.clj normalize-visualization-settings
+    and migrate-viz-settings, legacy_mbql/normalize.cljc remove-empty-clauses): the stand-in
+    rewrites what Metabase rewrites and keeps what it keeps."""
+    sent = {
+        "column_settings": {'["name", "rows"]': {"decimals": 1}, '["ref",["field-id",7]]': {"prefix": "$"}},
+        "table.columns": [{"name": "a", "key": "old", "enabled": True}],
+        "table.pivot_column": ["fk->", ["field-id", 1], ["field-id", 2]],
+        "graph.dimensions": [["field-id", 3]],
+        "graph.metrics": ["expression"],
+        "columns": ["expression", "field"],
+        "pie.show_legend": True,
+        "click_behavior": {"type": "link", "linkType": "page"},
+    }
+    assert normalize_visualization_settings(sent) == {
+        "column_settings": {'["name","rows"]': {"decimals": 1}, '["ref",["field",7,null]]': {"prefix": "$"}},
+        "table.columns": [{"name": "a", "enabled": True}],
+        "table.pivot_column": ["field", 2, {"source-field": 1}],
+        "graph.dimensions": [["field", 3, None]],
+        "graph.metrics": ["expression"],
+        "columns": ["expression", "field"],
+        "pie.show_legend": True,
+        "pie.percent_visibility": "inside",
+        "click_behavior": {"type": "link", "linkType": "dashboard"},
+    }
+    assert normalize_visualization_settings(KEPT_SETTINGS) == KEPT_SETTINGS
+    query = {"type": "native", "database": 1, "parameters": [], "native": {"query": "select 1", "template-tags": {}}}
+    assert normalize_query(query) == {"type": "native", "database": 1, "native": query["native"]}
+
+
+def test_provisioning_twice_creates_everything_once_then_changes_nothing(metabase, tmp_path):
+    raw = yaml.safe_load(DEFAULT_SPEC.read_text())
+    raw["cards"][0]["visualization_settings"] = KEPT_SETTINGS
+    spec_path = tmp_path / "dashboards.yml"
+    spec_path.write_text(yaml.safe_dump(raw))
+    spec = load_spec(spec_path)
+    first = provision(_client(metabase), WAREHOUSE, spec_path)
     assert first["database_created"] == first["collection_created"] == 1
     assert first["card_created"] == len(spec.cards) == len(metabase.cards)
     assert first["dashboard_created"] == len(spec.dashboards) == len(metabase.dashboards)
@@ -51,9 +94,12 @@ def test_provisioning_twice_creates_everything_once_then_changes_nothing(metabas
     wanted = {d.name: {(p.card, p.row, p.col, p.size_x, p.size_y) for p in d.cards} for d in spec.dashboards}
     assert _layout(metabase) == wanted
     assert all(c["dataset_query"]["database"] == db["id"] for c in metabase.cards.values())
+    first_card = next(c for c in metabase.cards.values() if c["name"] == raw["cards"][0]["name"])
+    assert first_card["visualization_settings"] == KEPT_SETTINGS and "updated_at" in first_card
     writes = len(metabase.writes())
 
-    second = provision(_client(metabase), WAREHOUSE)
+    # the stand-in answers with Metabase's normalized forms and added fields, not an echo
+    second = provision(_client(metabase), WAREHOUSE, spec_path)
     assert len(metabase.writes()) == writes, "a second run must send no write"
     assert second["writes"] == 0
     assert second["card_unchanged"] == len(spec.cards) and second["dashboard_unchanged"] == len(spec.dashboards)
@@ -114,6 +160,19 @@ def _add_unknown_card(raw: dict) -> None:
         (lambda raw: raw["cards"].append(dict(raw["cards"][0])), "repeat"),
         (lambda raw: raw["cards"][0].update(display="sparkles"), "display"),
         (lambda raw: raw["cards"][0].pop("sql"), "sql"),
+        (
+            lambda raw: raw["cards"][0].update(visualization_settings={"column_settings": {'["name", "x"]': {}}}),
+            "not compact JSON",
+        ),
+        (
+            lambda raw: raw["cards"][0].update(visualization_settings={"table.columns": [{"name": "x", "key": "k"}]}),
+            "'key'",
+        ),
+        (lambda raw: raw["cards"][0].update(visualization_settings={"pie.show_legend": True}), "percent_visibility"),
+        (
+            lambda raw: raw["cards"][0].update(visualization_settings={"graph.dimensions": [["field-id", 3]]}),
+            "legacy field reference",
+        ),
     ],
 )
 def test_a_malformed_spec_is_refused_before_any_request(tmp_path, edit, message):
@@ -140,7 +199,7 @@ def test_cli_provisions_from_the_environment(metabase, tmp_path, monkeypatch, ca
 def test_a_fresh_metabase_gets_its_admin_then_dashboards(tmp_path, monkeypatch, capsys):
     """docker-compose starts Metabase with no user: provisioning completes its setup first."""
     from dx7lake.cli import main
-    from dx7lake.metabase_provision import ensure_admin
+    from dx7lake.metabase.provision import ensure_admin
 
     with MetabaseStandIn(fresh=True) as fresh:
         monkeypatch.setenv("METABASE_USER", "admin@dx7lake.local")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dx7lake.midi import BRONZE_SCHEMA, midi_id_of, parse_midi, set_type_of
+import hashlib
+
+from dx7lake.bronze import BRONZE_SCHEMA, midi_id_of, parse_midi, set_type_of
 from midi_files import simple_melody
 
 
@@ -15,11 +17,15 @@ def test_parse_gives_contract_rows_in_beats_and_seconds():
     assert [r["start_time"] for r in rows] == [0.0, 1.0, 2.0, 3.0]
     assert [r["duration"] for r in rows] == [1.0] * 4
     assert [r["start_seconds"] for r in rows] == [0.0, 0.5, 1.0, 1.5]  # 120 bpm default tempo
-    assert {r["midi_id"] for r in rows} == {midi_id_of(data)}
-    assert {r["p"] for r in rows} == {midi_id_of(data)[0]}
+    # ids, worked out by hand from the contract: midi_id = md5 of the bytes (as Lakh names its
+    # files), track_id = 16 hex of it + 4 of the track + 1 of the channel, message_id = the
+    # track id + 6 hex of the note's ordinal in its track
+    md5 = hashlib.md5(data).hexdigest()
+    assert {r["midi_id"] for r in rows} == {md5} and midi_id_of(data) == md5
+    assert {r["p"] for r in rows} == {md5[0]}
     assert {r["source_key"] for r in rows} == {"x/y.mid"}
-    assert len({r["message_id"] for r in rows}) == 4
-    assert parse_midi(data, "x/y.mid").equals(table), "ids are deterministic"
+    assert {r["track_id"] for r in rows} == {f"{md5[:16]}00000"}
+    assert [r["message_id"] for r in rows] == [f"{md5[:16]}00000{i:06x}" for i in range(4)]
 
 
 def test_split_is_stable_and_roughly_80_10_10():

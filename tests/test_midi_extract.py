@@ -10,8 +10,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from dx7lake.lake import LocalLake, open_lake
-from dx7lake.midi import (
+from dx7lake.bronze import (
     BRONZE_SCHEMA,
     ExtractOptions,
     bronze_partitions,
@@ -22,6 +21,7 @@ from dx7lake.midi import (
     parse_midi,
     read_bronze_partition,
 )
+from dx7lake.lake import LocalLake, open_lake
 from midi_files import END_OF_TRACK, smf
 
 BAD = {
@@ -152,18 +152,19 @@ def test_tar_gz_archive_is_read_as_a_stream(tmp_path, landing):
     assert extract(str(archive), tar_lake).files_extracted == 0
 
 
-def test_caps_and_split_are_configurable(tmp_path, landing, monkeypatch):
-    monkeypatch.setenv("DX7LAKE_MAX_FILE_BYTES", "4000")
-    monkeypatch.setenv("DX7LAKE_SPLIT", "0,0,1")
-    options = ExtractOptions.from_env()
+def test_caps_and_split_are_configurable(tmp_path, landing):
+    from dx7lake.config import load_settings
+
+    options = ExtractOptions.from_settings(
+        load_settings(env={"DX7LAKE_MAX_FILE_BYTES": "4000", "DX7LAKE_SPLIT": "0,0,1"})
+    )
     lake = LocalLake(tmp_path / "lake")
     stats = extract(str(landing), lake, options)
     big = [q for q in quarantine(lake) if "size cap" in q["error"]]
     assert big and stats.files_extracted + len(big) == 6
     assert set(all_rows(lake).column("set_type").to_pylist()) <= {"validate"}
-    monkeypatch.setenv("DX7LAKE_SPLIT", "80,10")
     with pytest.raises(ValueError, match="three"):
-        ExtractOptions.from_env()
+        load_settings(env={"DX7LAKE_SPLIT": "80,10"})
 
 
 def _lakh_part(tables: list[pa.Table]) -> bytes:

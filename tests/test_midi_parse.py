@@ -9,7 +9,7 @@ from pathlib import Path
 import music21
 import pytest
 
-from dx7lake.midi import MidiError, parse_midi, parse_notes
+from dx7lake.bronze import MidiError, parse_midi, parse_notes
 from midi_files import END_OF_TRACK, midi_bytes, mido_notes, smf, summary
 
 MUSIC21_MIDI = sorted((Path(music21.__file__).parent / "midi" / "testPrimitive").glob("*.mid"))

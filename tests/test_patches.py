@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from dexed import Patch
 
-from dx7lake.patches import BUILTIN, Voice, builtin_voices, choose_voices, load_syx, patch_id_of
-from dx7lake.render_vst3 import voice_sysex
+from dx7lake.gold.patches import BUILTIN, Voice, builtin_voices, choose_voices, load_syx, patch_id_of
+from dx7lake.gold.vst3 import voice_sysex
 
 
 def bank_patches() -> list[Patch]:
@@ -69,19 +69,21 @@ def test_patches_are_chosen_by_name_or_id_in_order():
     assert choose_voices(None) == builtin_voices()
 
 
-def test_random_picks_are_seeded_distinct_and_from_the_bank(bank, monkeypatch):
-    monkeypatch.setenv("DX7LAKE_SYX", str(bank))
-    picks = choose_voices("random:5:7")
+def test_random_picks_are_seeded_distinct_and_from_the_bank(bank):
+    from dx7lake.config import load_settings
+    from dx7lake.stages import voices_of
+
+    settings = load_settings(env={"DX7LAKE_SYX": str(bank)})
+    picks = voices_of(settings, "random:5:7")
     assert len({v.patch_id for v in picks}) == 5
     assert all(v.name.startswith("TEST") for v in picks)
-    assert choose_voices("random:5:7") == picks
-    assert choose_voices("random:5:8") != picks
-    assert choose_voices("TEST 03")[0].vced == bank_patches()[3].to_sysex()
-    assert choose_voices("random:3") == choose_voices("random:3:0")
+    assert voices_of(settings, "random:5:7") == picks
+    assert voices_of(settings, "random:5:8") != picks
+    assert voices_of(settings, "TEST 03")[0].vced == bank_patches()[3].to_sysex()
+    assert voices_of(settings, "random:3") == voices_of(settings, "random:3:0")
 
 
-def test_random_picks_without_banks_come_from_the_builtins(monkeypatch):
-    monkeypatch.delenv("DX7LAKE_SYX", raising=False)
+def test_random_picks_without_banks_come_from_the_builtins():
     picks = choose_voices("random:2:1")
     assert {v.name for v in picks} <= set(BUILTIN) and len(picks) == 2
 
@@ -89,7 +91,7 @@ def test_random_picks_without_banks_come_from_the_builtins(monkeypatch):
 def test_banks_can_be_passed_directly_and_folders_are_searched(bank):
     voices = choose_voices("random:32", banks=load_syx(bank))
     assert len(voices) == 32
-    from dx7lake.patches import bank_voices
+    from dx7lake.gold.patches import bank_voices
 
     assert [v.vced for v in bank_voices([bank.parent])] == [v.vced for v in load_syx(bank)]
 

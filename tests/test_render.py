@@ -8,13 +8,14 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+from engine_reference import assert_sounds_like_its_row
 
-from dx7lake.bench.render import naive_render
-from dx7lake.patches import choose_voices
-from dx7lake.render import PhraseRenderer, RenderSpec, render_row
-from dx7lake.render_engine import DexedEngine
-from dx7lake.render_master import BASE_GAIN, PEAK_CEILING
-from dx7lake.render_vst3 import Vst3Error, load_vst3, voice_sysex
+from bench.render import naive_render
+from dx7lake.gold.engine import DexedEngine
+from dx7lake.gold.master import BASE_GAIN, PEAK_CEILING
+from dx7lake.gold.patches import choose_voices
+from dx7lake.gold.render import PhraseRenderer, RenderSpec, render_row
+from dx7lake.gold.vst3 import Vst3Error, load_vst3, voice_sysex
 
 PHRASE = [(0.0, 1.0, 100, 60), (1.0, 1.0, 90, 64), (2.0, 2.0, 80, 67), (2.0, 2.0, 80, 72)]
 SPEC = RenderSpec()
@@ -35,7 +36,8 @@ def test_phrase_is_mono_16bit_flac_of_exact_length():
     assert (info.format, info.subtype, info.channels, info.samplerate) == ("FLAC", "PCM_16", 1, 22050)
     audio, _ = decode(flac)
     assert len(audio) == SPEC.total_samples == round(2.5 * 22050)
-    assert row["duration_s"] == 2.5 and row["key"] == f"gold/renders/{voice('epiano').patch_id}/ab/{'ab' * 16}.flac"
+    assert row["duration_s"] == 2.5 and row["note_length"] == "until-silent"
+    assert row["key"] == f"gold/renders/until-silent/{voice('epiano').patch_id}/ab/{'ab' * 16}.flac"
     assert row["peak"] == np.abs(audio.astype(float)).max() / 32768
     assert row["rms"] == pytest.approx(np.sqrt(np.mean((audio / 32768.0) ** 2)), rel=1e-12)
     assert len(row["patch_vced"]) == 156
@@ -109,8 +111,9 @@ def test_loud_chords_are_scaled_below_the_ceiling_and_never_clip():
 
 
 def test_a_manifest_row_alone_reproduces_its_flac():
-    flac, row = PhraseRenderer(RenderSpec(bpm=100.0)).render(voice("bell"), "bc" * 16, PHRASE)
+    flac, row = PhraseRenderer(RenderSpec(bpm=100.0)).render(voice("epiano"), "bc" * 16, PHRASE)
     assert render_row(json.loads(json.dumps(row, default=lambda b: list(b)))) == flac  # survives serialising
+    assert_sounds_like_its_row(flac, row)  # and the row says what dexed-py itself makes of it
 
 
 def test_effects_chain_from_json_is_applied_and_recorded():

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dx7lake.render_flac import BACKENDS, FlacEncoder, default_backend
+from dx7lake.gold.flac import BACKENDS, FlacEncoder, default_backend
 
 
 def samples(n: int = 30_000) -> np.ndarray:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 
 import pytest
 import soundfile as sf
+from engine_reference import assert_sounds_like_its_row
 
-from dx7lake.lake import LocalLake
-from dx7lake.patches import choose_voices
-from dx7lake.render import (
+from dx7lake.gold.patches import choose_voices
+from dx7lake.gold.render import (
     MANIFEST_SCHEMA,
     GoldConflict,
     RenderSpec,
@@ -20,6 +21,7 @@ from dx7lake.render import (
     render_partition,
     render_row,
 )
+from dx7lake.lake import LocalLake
 
 SPEC = RenderSpec()
 CONTRACT = {"content_hash", "patch_id", "key", "sha256", "bytes", "sample_rate", "duration_s", "peak", "rms", "bpm"}
@@ -50,7 +52,8 @@ def test_partition_writes_objects_and_contract_manifests_and_rerun_writes_nothin
     assert manifest.schema.equals(MANIFEST_SCHEMA) and set(manifest.column_names) >= CONTRACT | {"notes", "patch_vced"}
     row = manifest.slice(5, 1).to_pylist()[0]
     flac = lake.get(row["key"])
-    assert render_row(row) == flac and len(flac) == row["bytes"]
+    assert hashlib.sha256(flac).hexdigest() == row["sha256"] and len(flac) == row["bytes"]
+    assert_sounds_like_its_row(flac, row)  # against dexed-py itself, not dx7lake's renderer
     audio, sr = sf.read(io.BytesIO(flac), dtype="int16")
     assert sr == 22050 and len(audio) == SPEC.total_samples
 
@@ -121,11 +124,55 @@ def test_pending_partitions_are_those_whose_manifests_do_not_match_silver(tmp_pa
     assert pending_partitions(lake, fingerprints, voices) == [0, 1, 2]
 
 
+def test_gold_from_the_old_note_length_rule_is_pending_and_rerendered_under_new_keys(tmp_path):
+    """Gold cut 1 s after each note-off (before issue 19) is detected by its recorded rule, or by
+    having none, and re-rendered beside it: never two rules under one key or in one manifest."""
+    import pyarrow.parquet as pq
+
+    lake = LocalLake(tmp_path)
+    voices = choose_voices("bell,sine")
+    parts = {0: contents(4), 1: contents(4, first=50)}
+    legacy = RenderSpec(note_length="release-1s")
+    for p, items in parts.items():
+        render_partition(lake, p, iter(items), voices, legacy, workers=1)
+    old_row = lake.read_parquet(manifest_key(voices[0].patch_id, 0)).slice(0, 1).to_pylist()[0]
+    assert render_row(old_row) == lake.get(old_row["key"])  # the old rule still reproduces its rows
+    # a manifest written before the rule was recorded has no note_length column at all
+    key = manifest_key(voices[1].patch_id, 1)
+    lake.put(key, _parquet(lake.read_parquet(key).drop_columns(["note_length"])))
+    fingerprints = {p: content_fingerprint(h for h, _ in c) for p, c in parts.items()}
+    assert pending_partitions(lake, fingerprints, voices) == [0, 1]
+    assert pending_partitions(lake, fingerprints, voices[:1], note_length="release-1s") == []
+
+    again = render_partition(lake, 0, iter(parts[0]), voices, SPEC, workers=1)
+    assert (again["rendered"], again["reused"]) == (8, 0)
+    assert pending_partitions(lake, fingerprints, voices) == [1]
+    table = lake.read_parquet(manifest_key(voices[0].patch_id, 0))
+    assert set(table.column("note_length").to_pylist()) == {"until-silent"} and table.num_rows == 4
+    new_row = table.to_pylist()[0]
+    assert new_row["key"].startswith("gold/renders/until-silent/") and old_row["key"].startswith(
+        "gold/renders/release-1s/"
+    )
+    assert lake.get(new_row["key"]) != lake.get(old_row["key"])  # the bell rings past the old cut
+    assert render_row(new_row) == lake.get(new_row["key"])
+    assert pq.read_schema(io.BytesIO(lake.get(manifest_key(voices[0].patch_id, 0)))).equals(MANIFEST_SCHEMA)
+    assert render_partition(lake, 1, iter(parts[1]), voices, SPEC, workers=1)["rendered"] == 8
+    assert pending_partitions(lake, fingerprints, voices) == []
+
+
+def _parquet(table) -> bytes:
+    import pyarrow.parquet as pq
+
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
 KILLED_RENDER = """
 import sys
 from dx7lake.lake import LocalLake
-from dx7lake.patches import choose_voices
-from dx7lake.render import RenderSpec, render_partition
+from dx7lake.gold.patches import choose_voices
+from dx7lake.gold.render import RenderSpec, render_partition
 sys.path.insert(0, {tests!r})
 from test_render_partition import contents
 render_partition(LocalLake({root!r}), 4, iter(contents(3000)), choose_voices("epiano"), RenderSpec(), workers=2)
@@ -183,7 +230,9 @@ def test_a_partition_renders_into_s3_through_the_task_process_client(monkeypatch
         keys = [o["Key"] for o in client.list_objects_v2(Bucket="gold", Prefix="run1/gold/")["Contents"]]
         assert len(keys) == 31 and f"run1/{manifest_key(voices[0].patch_id, 5)}" in keys
         row = lake.read_parquet(manifest_key(voices[0].patch_id, 5)).slice(0, 1).to_pylist()[0]
-        assert render_row(row) == lake.get(row["key"])
+        flac = lake.get(row["key"])
+        assert hashlib.sha256(flac).hexdigest() == row["sha256"]
+        assert_sounds_like_its_row(flac, row)
         again = render_partition(lake, 5, iter(contents(30)), voices, SPEC, workers=2, pool_min_renders=0)
         assert (again["rendered"], again["manifests_written"]) == (0, 0)
     finally:

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from dx7lake.render_pool import ordered_map, worker_count
+from dx7lake.gold.pool import ordered_map, worker_count
 
 _offset = {"value": 0}
 
@@ -20,15 +20,17 @@ def _job(n: int) -> tuple[int, int]:
     return n + _offset["value"], os.getpid()
 
 
-def test_worker_count_is_the_affinity_capped_by_config(monkeypatch):
+def test_worker_count_is_the_affinity_capped_by_config():
+    from dx7lake.config import load_settings
+
     cores = len(os.sched_getaffinity(0))
-    monkeypatch.delenv("DX7LAKE_RENDER_WORKERS", raising=False)
     assert worker_count() == cores
     assert worker_count(1) == 1 and worker_count(cores + 5) == cores
-    monkeypatch.setenv("DX7LAKE_RENDER_WORKERS", "1")
-    assert worker_count() == 1
+    assert worker_count(load_settings(env={"DX7LAKE_RENDER_WORKERS": "1"}).render_workers) == 1
     with pytest.raises(ValueError, match="at least 1"):
         worker_count(0)
+    with pytest.raises(ValueError, match="at least 1"):
+        load_settings(env={"DX7LAKE_RENDER_WORKERS": "0"})
 
 
 def test_pool_results_come_back_in_job_order_from_other_processes():

@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from dx7lake.config import load_settings
 from dx7lake.lake import LakeError, LocalLake, S3Lake, open_lake
 
 
@@ -79,8 +80,7 @@ def test_the_endpoint_comes_from_the_aws_default_connection(s3_lake_uri, moto_s3
     assert open_lake(s3_lake_uri).client.meta.endpoint_url == moto_s3
     conn = json.loads(os.environ["AIRFLOW_CONN_AWS_DEFAULT"])
     monkeypatch.setenv("AIRFLOW_CONN_DX7_OTHER", json.dumps({**conn, "extra": {"region_name": "eu-west-1"}}))
-    monkeypatch.setenv("DX7LAKE_AWS_CONN_ID", "dx7_other")
-    client = open_lake(s3_lake_uri).client
+    client = open_lake(s3_lake_uri, load_settings(env={"DX7LAKE_AWS_CONN_ID": "dx7_other"}).aws_conn_id).client
     assert client.meta.endpoint_url != moto_s3 and client.meta.region_name == "eu-west-1"
 
 

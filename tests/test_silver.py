@@ -13,19 +13,21 @@ from collections import defaultdict
 import psycopg
 import pytest
 
+from bench.synthetic import partitions, synthetic_notes
 from conftest import build_silver, new_database
-from dx7lake import stages, warehouse
+from dx7lake import stages
+from dx7lake.bronze import read_bronze_partition
 from dx7lake.config import load_settings
 from dx7lake.lake import open_lake
-from dx7lake.midi import read_bronze_partition
-from dx7lake.synthetic import partitions, synthetic_notes
-from dx7lake.transform import run_dbt
+from dx7lake.warehouse import load as warehouse
+from dx7lake.warehouse import schema
+from dx7lake.warehouse.transform import run_dbt
 
 SPLIT_ORDER = ("train", "test", "validate")
 
 
 def python_phrases(rows: list[dict]) -> dict[tuple[str, int], dict]:
-    """The phrase rule from DESIGN.md, written independently of the SQL.
+    """The phrase rule of docs/ARCHITECTURE.md ("Silver"), written independently of the SQL.
 
     Starts and durations go on the 0.01-beat grid (Python's round: half to even), then
     bucket = floor(start / 4) and offset = start - 4 * bucket; drums are not phrases.
@@ -151,7 +153,7 @@ def test_incremental_build_equals_a_full_refresh(pg_url):
     # split is a function of midi_id and so is p: 0-c hold train songs, d test, e-f validate
     keep, emptied, reload, add = ["0", "1"], "2", "d", "f"
     with psycopg.connect(pg_url) as conn:
-        warehouse.ensure_schema(conn)
+        schema.ensure_schema(conn)
         for p in [*keep, emptied, reload]:
             warehouse.load_bronze_partition(conn, p, old[p], "run-1")
     run_dbt(["build", "--quiet"], url=pg_url)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import psycopg
 import pytest
 
-from dx7lake import stages, stats
+from dx7lake import stages
+from dx7lake.warehouse import stats
 
 
 def _run(settings, run_id: str, passed: bool = True) -> None:
@@ -61,8 +64,15 @@ def test_stats_rows_are_written_once_per_run_and_a_rerun_adds_a_new_run(settings
 
 def test_a_failed_task_marks_its_run_failed(settings):
     stages.start_run(settings, "run-x", {})
-    stats.mark_run_failed({"run_id": "run-x"})
-    assert _rows(settings, "select status, finished_at is not null from ops.pipeline_runs") == [("failed", True)]
+    # the part of Airflow's callback context it reads (a real run's callback: tests/test_e2e_failures.py)
+    context = {"run_id": "run-x", "ti": SimpleNamespace(task_id="render"), "exception": RuntimeError("boom")}
+    stats.mark_run_failed(context)
+    stats.mark_run_failed(context | {"ti": SimpleNamespace(task_id="summary")})
+    assert _rows(settings, "select status, finished_at is not null, reason from ops.pipeline_runs") == [
+        ("failed", True, "render: boom")  # the first failure's reason is kept
+    ]
+    stages.start_run(settings, "run-x", {})  # a retried run starts clean
+    assert _rows(settings, "select status, reason from ops.pipeline_runs") == [("running", None)]
 
 
 def test_validation_results_replace_the_runs_own_rows(settings):

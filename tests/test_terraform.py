@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import hcl2
 import pytest
 
-from conftest import REPO
+from conftest import REPO, require_tool
 
 TF = REPO / "terraform"
 CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"
@@ -55,9 +54,8 @@ def _one(items: list | dict) -> dict:
 
 
 def test_terraform_fmt_is_clean():
-    binary = shutil.which("terraform")
-    if binary is None:
-        pytest.skip("no terraform binary on this machine")
+    # HashiCorp's release binary: neither Debian nor PyPI packages a current terraform
+    binary = require_tool("terraform", None)
     result = subprocess.run([binary, "fmt", "-check", "-recursive", "-diff", str(TF)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -19,12 +19,12 @@ import soundfile as sf
 
 from conftest import build_gold, build_silver, new_database
 from dx7lake import stages
-from dx7lake.audio_qa import expected_samples
 from dx7lake.config import Settings, load_settings
+from dx7lake.gold.flac import FlacEncoder
+from dx7lake.gold.render import GOLD_MANIFESTS
 from dx7lake.lake import Lake, open_lake
-from dx7lake.render import GOLD_MANIFESTS
-from dx7lake.render_flac import FlacEncoder
-from dx7lake.validate import validate_run
+from dx7lake.quality.audio_qa import expected_samples
+from dx7lake.quality.validate import validate_run
 
 PATCHES = "sine"
 
@@ -42,7 +42,7 @@ def run(pg_server, chorales, tmp_path_factory) -> Iterator[Settings]:
 
 
 def _patch_id() -> str:
-    from dx7lake.patches import choose_voices
+    from dx7lake.gold.patches import choose_voices
 
     return choose_voices(PATCHES)[0].patch_id
 
@@ -179,7 +179,7 @@ def test_partition_mismatch_missing_render_and_gold_test_are_named(run):
 def test_recorded_run_feeds_every_dashboard_card(run):
     """The analytics marts build (with their tests) on a finished run, and every card of the
     dashboard spec is valid SQL over the warehouse that returns rows."""
-    from dx7lake.metabase_spec import load_spec
+    from dx7lake.metabase.spec import load_spec
 
     stages.start_run(run, "cards", {"patches": PATCHES})
     first = stages.plan_render(run)["partitions"][0]
@@ -194,3 +194,56 @@ def test_recorded_run_feeds_every_dashboard_card(run):
         empty = [card.name for card in load_spec().cards if not conn.execute(card.sql).fetchall()]
     # only the failures card is empty: the recorded validation passed
     assert empty == ["Failing keys of the latest run"]
+
+
+def test_stereo_wrong_rate_nan_levels_and_a_stale_sha_each_print_their_fail_line(run, capsys):
+    """Four faults at once on four renders, each as the README's `FAIL <key>: <reason>` line
+    of `dx7lake validate`. The bad FLACs are written by libsndfile (not dx7lake's encoder),
+    and the manifest takes their sha256, as a renderer that made them would have."""
+    from dx7lake.cli import main
+
+    lake = open_lake(run.lake_uri)
+    manifests = [k for k in lake.list(f"{GOLD_MANIFESTS}/{_patch_id()}/") if k.endswith(".parquet")]
+    saved = {k: lake.get(k) for k in manifests}
+    rows = [(m, r) for m in manifests for r in lake.read_parquet(m).select(["key", "sample_rate"]).to_pylist()]
+    (stereo_m, stereo), (rate_m, rate), (nan_m, nan), (_, stale) = rows[0], rows[1], rows[2], rows[3]
+    saved |= {r["key"]: lake.get(r["key"]) for r in (stereo, rate)}
+
+    def flac(pcm: np.ndarray, sample_rate: int) -> bytes:
+        out = io.BytesIO()
+        sf.write(out, pcm, sample_rate, format="FLAC", subtype="PCM_16")
+        return out.getvalue()
+
+    try:
+        mono = _pcm(saved[stereo["key"]])
+        for manifest, key, data in (
+            (stereo_m, stereo["key"], flac(np.column_stack([mono, mono]), stereo["sample_rate"])),
+            (rate_m, rate["key"], flac(_pcm(saved[rate["key"]]), 44100)),
+        ):
+            lake.put(key, data)
+            _reseal(lake, manifest, lake.read_parquet(manifest), key, data)
+        table = lake.read_parquet(nan_m)
+        i = table.schema.get_field_index("peak")
+        is_row = pc.equal(table.column("key"), nan["key"])
+        lake.put_parquet(nan_m, table.set_column(i, "peak", pc.if_else(is_row, float("nan"), table["peak"])))
+        stages.load_renders(run)
+        with psycopg.connect(run.pg_url) as conn:
+            conn.execute("update gold.renders set sha256 = repeat('0', 64) where key = %s", (stale["key"],))
+        capsys.readouterr()
+        assert main(["validate", "--home", str(run.home), "--patches", PATCHES]) == 1
+        lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FAIL ")]
+    finally:
+        for key, data in saved.items():
+            lake.put(key, data)
+        stages.load_renders(run)
+    expected = {
+        f"FAIL {stereo['key']}: 2 channels, expected mono [audio]",
+        f"FAIL {rate['key']}: sample rate 44100, manifest says {rate['sample_rate']} [audio]",
+        f"FAIL {nan['key']}: manifest peak, rms or duration is NaN or infinite [audio]",
+        f"FAIL {stale['key']}: manifest row missing from gold.renders or loaded with another sha256 [gold_load]",
+    }
+    assert expected <= set(lines), lines
+    # nothing else fails but dbt's range test on the NaN peak now in gold.renders
+    others = set(lines) - expected
+    assert others and all(line.endswith("[dbt_gold]") and "levels_in_range" in line for line in others), others
+    assert not _failures(run)

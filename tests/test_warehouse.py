@@ -14,9 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dx7lake import warehouse
-from dx7lake.midi import BRONZE_SCHEMA
-from dx7lake.synthetic import partitions, synthetic_notes
+from bench.synthetic import partitions, synthetic_notes
+from dx7lake.bronze import BRONZE_SCHEMA
+from dx7lake.warehouse import load as warehouse
+from dx7lake.warehouse import schema
 
 COLS = ", ".join(BRONZE_SCHEMA.names)
 
@@ -51,14 +52,14 @@ def test_copy_round_trips_every_value_exactly(pg_url, parts):
     table = with_column(table, "start_seconds", [None, 0.1, 1 / 3, 1e-300, 2.5e10, 0.0, 7.0])
     table = with_column(table, "start_time", [0.1, 1 / 3, 2 / 3, 5.125, 1e-9, 123456.789, 0.0])
     with psycopg.connect(pg_url) as conn:
-        warehouse.ensure_schema(conn)
+        schema.ensure_schema(conn)
         warehouse.load_bronze_partition(conn, p, table, "run-1")
         assert raw_rows(conn) == as_rows(table)
 
 
 def test_rerun_leaves_the_same_rows_and_one_stats_row_per_run_and_partition(pg_url, parts):
     with psycopg.connect(pg_url) as conn:
-        warehouse.ensure_schema(conn)
+        schema.ensure_schema(conn)
         for run in ("run-1", "run-1", "run-2"):
             results = [warehouse.load_bronze_partition(conn, p, t, run) for p, t in parts.items()]
         assert raw_rows(conn) == as_rows(pa.concat_tables(parts.values()))
@@ -72,7 +73,7 @@ def test_rerun_leaves_the_same_rows_and_one_stats_row_per_run_and_partition(pg_u
 def test_bad_input_fails_clearly_and_keeps_the_previous_partition(pg_url, parts):
     (p, table), (other, _) = list(parts.items())[:2]
     with psycopg.connect(pg_url) as conn:
-        warehouse.ensure_schema(conn)
+        schema.ensure_schema(conn)
         warehouse.load_bronze_partition(conn, p, table, "run-1")
         before = raw_rows(conn)
         with pytest.raises(warehouse.PartitionMismatch, match=f"partition '{other}'"):
@@ -89,13 +90,13 @@ def test_a_load_killed_during_copy_leaves_the_table_as_it_was(pg_url, tmp_path):
     big = synthetic_notes(200, phrases_per_track=64)
     big = with_column(big, "p", ["0"] * big.num_rows)
     with psycopg.connect(pg_url) as conn:
-        warehouse.ensure_schema(conn)
+        schema.ensure_schema(conn)
         warehouse.load_bronze_partition(conn, "0", big.slice(0, 1000), "before")
     pq.write_table(big, tmp_path / "part.parquet")
     script = textwrap.dedent(
         f"""
         import psycopg, pyarrow.parquet as pq
-        from dx7lake import warehouse
+        from dx7lake.warehouse import load as warehouse
         table = pq.read_table({str(tmp_path / "part.parquet")!r})
         with psycopg.connect({pg_url!r}) as conn:
             warehouse.load_bronze_partition(conn, "0", table, "killed")
@@ -130,7 +131,7 @@ def test_loads_inside_a_callers_transaction_stage_only_their_own_rows(pg_url, pa
     session's staging table between loads: the load must."""
     (p, first), (q, second) = list(parts.items())[:2]
     with psycopg.connect(pg_url) as conn:
-        warehouse.ensure_schema(conn)
+        schema.ensure_schema(conn)
         conn.execute("select 1")  # the connection is now inside a transaction
         warehouse.load_bronze_partition(conn, p, first, "run-1")
         warehouse.load_bronze_partition(conn, q, second, "run-1")

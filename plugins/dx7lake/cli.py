@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 import subprocess
 import sys
@@ -18,15 +17,19 @@ import time
 import warnings
 from pathlib import Path
 
-from .config import Settings, load_settings
+from .config import DEFAULT_BPM, DEFAULT_PATCHES, DEFAULT_SAMPLE_RATE, Settings, load_settings, parse_demo_limit
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    if getattr(args, "lake", None):
-        os.environ["DX7LAKE_LAKE"] = args.lake
-    if getattr(args, "source", None):
-        os.environ["DX7LAKE_SOURCE"] = args.source
-    return load_settings(args.home)
+    """The environment's settings with this command's options over them."""
+    limit = getattr(args, "limit", None)
+    return load_settings(
+        args.home,
+        lake_uri=args.lake,
+        source=getattr(args, "source", None),
+        metabase_url=getattr(args, "url", None),
+        demo_limit=parse_demo_limit(limit) if limit is not None else None,
+    )
 
 
 def _print(result: dict) -> None:
@@ -34,15 +37,15 @@ def _print(result: dict) -> None:
 
 
 def cmd_corpus(args) -> int:
-    from .corpus import demo_limit, write_demo_corpus
+    from .bronze.corpus import write_demo_corpus
 
     settings = _settings(args)
-    _print(write_demo_corpus(args.out or settings.source, demo_limit(args.limit)))
+    _print(write_demo_corpus(args.out or settings.source, settings.demo_limit))
     return 0
 
 
 def cmd_db(args) -> int:
-    from .postgres import start_embedded, stop_embedded
+    from .warehouse.postgres import start_embedded, stop_embedded
 
     settings = _settings(args)
     if args.action == "stop":
@@ -53,11 +56,11 @@ def cmd_db(args) -> int:
 
 
 def cmd_extract(args) -> int:
-    from .lake import open_lake
-    from .midi import extract
+    from .bronze import ExtractOptions, extract
+    from .lake import lake_of
 
     settings = _settings(args)
-    _print(extract(args.source or settings.source, open_lake(settings.lake_uri)).as_dict())
+    _print(extract(settings.source, lake_of(settings), ExtractOptions.from_settings(settings)).as_dict())
     return 0
 
 
@@ -72,7 +75,7 @@ def cmd_load(args) -> int:
 
 
 def cmd_dbt(args) -> int:
-    from .transform import run_dbt
+    from .warehouse.transform import run_dbt
 
     run_dbt(args.dbt_args or ["build"], settings=_settings(args))
     _print({"dbt": args.dbt_args or ["build"], "success": True})
@@ -112,41 +115,38 @@ def _size(text: str) -> int:
 
 
 def cmd_release(args) -> int:
-    from .lake import open_lake
-    from .postgres import connect
+    from .lake import lake_of
     from .release import build_release
+    from .warehouse.postgres import connect
 
     settings = _settings(args)
     patches = [p for p in (args.patches or "").split(",") if p] or None
     with connect(settings) as conn:
-        lake = open_lake(settings.lake_uri)
-        _print(build_release(lake, conn, args.name, patches, args.split_by, _size(args.shard_size)))
+        _print(build_release(lake_of(settings), conn, args.name, patches, args.split_by, _size(args.shard_size)))
     return 0
 
 
 def cmd_metabase(args) -> int:
-    """Provision the dashboards in the spec onto the Metabase at METABASE_URL."""
-    from .metabase_provision import provision_from_env
-    from .metabase_spec import DEFAULT_SPEC
+    """Provision the dashboards in the spec onto the Metabase at METABASE_URL (or --url)."""
+    from .metabase.provision import provision_from_settings
+    from .metabase.spec import DEFAULT_SPEC
 
-    if args.url:
-        os.environ["METABASE_URL"] = args.url
-    _print(provision_from_env(_settings(args), args.spec or DEFAULT_SPEC))
+    _print(provision_from_settings(_settings(args), args.spec or DEFAULT_SPEC))
     return 0
 
 
 def cmd_demo(args) -> int:
     """Run the DAG for real with ``airflow dags test`` on the embedded default."""
-    from .airflow_env import airflow_environment
-    from .corpus import demo_limit, write_demo_corpus
-    from .postgres import stop_embedded
+    from .bronze.corpus import write_demo_corpus
+    from .orchestration.airflow_env import airflow_environment
+    from .warehouse.postgres import stop_embedded
 
     settings = _settings(args)
     started = time.time()
     try:
         if not args.source:
             print(f"==> demo corpus: Bach chorales from music21 into {settings.source}", flush=True)
-            _print(write_demo_corpus(settings.source, demo_limit(args.limit)))
+            _print(write_demo_corpus(settings.source, settings.demo_limit))
         env = airflow_environment(settings)
         settings.airflow_home.mkdir(parents=True, exist_ok=True)
         airflow = str(Path(sys.executable).with_name("airflow"))
@@ -204,7 +204,7 @@ def _run_logged(cmd: list[str], env: dict[str, str], log_path: Path) -> int:
 
 def cmd_airflow(args) -> int:
     """``airflow standalone`` on the same home, so the DAG can be triggered from the UI."""
-    from .airflow_env import airflow_environment
+    from .orchestration.airflow_env import airflow_environment
 
     settings = _settings(args)
     env = airflow_environment(settings)
@@ -229,10 +229,24 @@ def cmd_serve(args) -> int:
     return 0
 
 
-def cmd_dbt_parse(args) -> int:
-    from .transform import parse_project
+def cmd_settings(args) -> int:
+    """The settings this environment resolves to (secrets left out), or the README's table."""
+    from dataclasses import fields
 
-    _print({"manifest": str(parse_project())})
+    from .config import settings_table
+
+    if args.markdown:
+        print(settings_table(), end="")
+        return 0
+    settings = _settings(args)
+    _print({f.name: getattr(settings, f.name) for f in fields(settings) if f.repr})
+    return 0
+
+
+def cmd_dbt_parse(args) -> int:
+    from .warehouse.transform import parse_project
+
+    _print({"manifest": str(parse_project(_settings(args)))})
     return 0
 
 
@@ -267,10 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
         ("validate", cmd_validate, "check a finished run; exits 1 naming each failing key"),
     ):
         p = add(name, fn, help_)
-        p.add_argument("--patches", default="epiano,bell")
+        p.add_argument("--patches", default=DEFAULT_PATCHES)
         if name == "render":
-            p.add_argument("--bpm", type=float, default=120.0)
-            p.add_argument("--sample-rate", type=int, default=22050)
+            p.add_argument("--bpm", type=float, default=DEFAULT_BPM)
+            p.add_argument("--sample-rate", type=int, default=DEFAULT_SAMPLE_RATE)
         else:
             p.add_argument("--run-id", default=None, help="record the results in ops.validation_* under this id")
     p = add("release", cmd_release, "write an immutable, sharded dataset release under <lake>/releases/NAME")
@@ -285,7 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("demo", cmd_demo, "the whole DAG through `airflow dags test` on the embedded default")
     p.add_argument("--source", default=None, help="folder of .mid files (default: the demo corpus)")
     p.add_argument("--limit", default=None)
-    p.add_argument("--patches", default="epiano,bell")
+    p.add_argument("--patches", default=DEFAULT_PATCHES)
+    p = add("settings", cmd_settings, "print the resolved settings as JSON (--markdown: the README's table)")
+    p.add_argument("--markdown", action="store_true")
     add("airflow", cmd_airflow, "airflow standalone on this home (UI on :8080)")
     p = add("serve", cmd_serve, "the phrase browser alone (no login: binds to localhost by default)")
     p.add_argument("--host", default="127.0.0.1")
@@ -301,9 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     # pgserver asks platformdirs for a runtime dir it does not need; not the user's concern
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
-    if args.fn is cmd_db:
-        return cmd_db(args)
-    from .postgres import stopped_after
+    if args.fn in (cmd_db, cmd_settings):  # neither starts the embedded Postgres
+        return args.fn(args)
+    from .warehouse.postgres import stopped_after
 
     with stopped_after(_settings(args)):
         return args.fn(args)

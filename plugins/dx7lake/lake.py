@@ -23,6 +23,8 @@ from urllib.parse import urlparse
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .config import DEFAULT_AWS_CONN_ID, Settings
+
 
 class Lake(ABC):
     """Bytes by key, plus parquet helpers built on them."""
@@ -126,7 +128,7 @@ class LakeError(RuntimeError):
 class S3Lake(Lake):
     """An S3 prefix, reached through the Airflow amazon provider's S3Hook.
 
-    The hook reads the ``aws_default`` connection (``DX7LAKE_AWS_CONN_ID`` names another),
+    The hook reads the ``aws_default`` connection (``Settings.aws_conn_id`` names another),
     whose extra may set ``endpoint_url`` for S3-compatible stores (MinIO, SeaweedFS, Garage,
     moto). Without such a connection the hook falls back to boto3's own chain: the usual AWS
     variables, ``AWS_ENDPOINT_URL``, or an EC2 instance profile. A PUT is atomic, so a reader
@@ -134,7 +136,7 @@ class S3Lake(Lake):
     on the way rather than keeping it.
     """
 
-    def __init__(self, uri: str, client=None) -> None:
+    def __init__(self, uri: str, aws_conn_id: str = DEFAULT_AWS_CONN_ID, client=None) -> None:
         parsed = urlparse(uri)
         if parsed.scheme != "s3" or not parsed.netloc:
             raise ValueError(f"not an s3://bucket[/prefix] URI: {uri!r}")
@@ -143,12 +145,13 @@ class S3Lake(Lake):
         self.prefix = parsed.path.strip("/")
         if self.prefix:
             _check_key(self.prefix)
+        self.aws_conn_id = aws_conn_id
         self._client = client
 
     @property
     def client(self):
         if self._client is None:
-            self._client = s3_client()
+            self._client = s3_client(self.aws_conn_id)
         return self._client
 
     def _k(self, key: str) -> str:
@@ -235,18 +238,23 @@ class S3Lake(Lake):
         return True
 
 
-def s3_client():
-    """The boto3 S3 client of the Airflow connection ``DX7LAKE_AWS_CONN_ID`` (``aws_default``)."""
+def s3_client(aws_conn_id: str = DEFAULT_AWS_CONN_ID):
+    """The boto3 S3 client of an Airflow connection (``Settings.aws_conn_id``)."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-    return S3Hook(aws_conn_id=os.environ.get("DX7LAKE_AWS_CONN_ID", "aws_default")).get_conn()
+    return S3Hook(aws_conn_id=aws_conn_id).get_conn()
 
 
-def open_lake(uri: str) -> Lake:
+def lake_of(settings: Settings) -> Lake:
+    """The run's lake (``settings.lake_uri`` through ``settings.aws_conn_id`` when on S3)."""
+    return open_lake(settings.lake_uri, settings.aws_conn_id)
+
+
+def open_lake(uri: str, aws_conn_id: str = DEFAULT_AWS_CONN_ID) -> Lake:
     """Open a lake named by ``/dir``, ``file:///dir`` or ``s3://bucket/prefix``."""
     parsed = urlparse(uri)
     if parsed.scheme == "s3":
-        return S3Lake(uri)
+        return S3Lake(uri, aws_conn_id=aws_conn_id)
     if parsed.scheme == "file":
         return LocalLake(parsed.path)
     if parsed.scheme in ("", None) or len(parsed.scheme) == 1:  # plain path (or a drive letter)

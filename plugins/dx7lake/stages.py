@@ -11,11 +11,15 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 
-from . import midi, render, stats, validate, warehouse
-from .config import Settings
-from .lake import open_lake
-from .patches import choose_voices
-from .postgres import connect
+from . import bronze
+from .config import DEFAULT_BPM, DEFAULT_SAMPLE_RATE, Settings
+from .gold import render
+from .gold.patches import Voice, bank_voices, choose_voices
+from .lake import lake_of
+from .quality import validate
+from .warehouse import load as warehouse
+from .warehouse import schema, stats
+from .warehouse.postgres import connect
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +39,21 @@ def _timed(fn):
 @_timed
 def extract(settings: Settings, source: str | None = None) -> dict:
     """Bronze: every new MIDI file under the source into the lake."""
-    stats = midi.extract(source or settings.source, open_lake(settings.lake_uri))
+    stats = bronze.extract(source or settings.source, lake_of(settings), bronze.ExtractOptions.from_settings(settings))
     return stats.as_dict()
 
 
 @_timed
 def extract_shard(settings: Settings, source: str | None, shard: int, shards: int) -> dict:
     """Bronze, one shard: the new files whose md5 falls in this shard's partitions."""
-    lake = open_lake(settings.lake_uri)
-    return midi.extract_shard(source or settings.source, lake, shard=shard, shards=shards).as_dict()
+    lake = lake_of(settings)
+    options = bronze.ExtractOptions.from_settings(settings)
+    return bronze.extract_shard(source or settings.source, lake, options, shard=shard, shards=shards).as_dict()
+
+
+def voices_of(settings: Settings, patches: str | None) -> list[Voice]:
+    """The voices ``patches`` names, among the built-ins and the configured banks."""
+    return choose_voices(patches, bank_voices(settings.syx))
 
 
 def task_results(value: Sequence[dict] | dict) -> list[dict]:
@@ -57,19 +67,19 @@ def task_results(value: Sequence[dict] | dict) -> list[dict]:
 
 def merge_extract(results: Sequence[dict]) -> dict:
     """The run's extract totals from its shards (what the summary reads)."""
-    return midi.merge_stats(task_results(results))
+    return bronze.merge_stats(task_results(results))
 
 
 def bronze_partitions(settings: Settings) -> list[str]:
-    return midi.bronze_partitions(open_lake(settings.lake_uri))
+    return bronze.bronze_partitions(lake_of(settings))
 
 
 @_timed
 def load_partition(settings: Settings, p: str, run_id: str) -> dict:
     """Raw: replace one bronze partition in raw.detailed_notes."""
-    table = midi.read_bronze_partition(open_lake(settings.lake_uri), p)
+    table = bronze.read_bronze_partition(lake_of(settings), p)
     with connect(settings) as conn:
-        warehouse.ensure_schema(conn)
+        schema.ensure_schema(conn)
         return warehouse.load_bronze_partition(conn, p, table, run_id)
 
 
@@ -82,21 +92,25 @@ def plan_render(settings: Settings, patches: str | None = None) -> dict:
             " from silver.phrase_contents group by p order by p"
         ).fetchall()
     pending = render.pending_partitions(
-        open_lake(settings.lake_uri), {int(p): f for p, _, f in rows}, choose_voices(patches)
+        lake_of(settings), {int(p): f for p, _, f in rows}, voices_of(settings, patches)
     )
     return {"partitions": pending, "unique_phrases": sum(n for _, n, _ in rows), "partitions_total": len(rows)}
 
 
 @_timed
 def render_partition(
-    settings: Settings, render_p: int, patches: str | None, bpm: float = 120.0, sample_rate: int = 22050
+    settings: Settings,
+    render_p: int,
+    patches: str | None,
+    bpm: float = DEFAULT_BPM,
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
 ) -> dict:
     """Gold: FLACs and manifests of one render partition for the chosen voices.
 
     Contents stream from a server-side cursor, so a partition of any size is read in batches.
     """
-    spec = render.spec_from_env(sample_rate=int(sample_rate), bpm=float(bpm))
-    voices = choose_voices(patches)
+    spec = render.RenderSpec(sample_rate=int(sample_rate), bpm=float(bpm), effects=settings.effects)
+    voices = voices_of(settings, patches)
     with connect(settings) as conn, conn.transaction():
         cursor = conn.cursor(name="phrase_contents")
         cursor.itersize = 2000
@@ -104,16 +118,24 @@ def render_partition(
             "select content_hash, notes from silver.phrase_contents where p = %s order by content_hash", (render_p,)
         )
         contents = ((h, [(float(s), float(d), int(v), int(n)) for s, d, v, n in notes]) for h, notes in cursor)
-        return render.render_partition(open_lake(settings.lake_uri), render_p, contents, voices, spec)
+        return render.render_partition(
+            lake_of(settings),
+            render_p,
+            contents,
+            voices,
+            spec,
+            workers=settings.render_workers,
+            vst3_path=settings.dexed_vst3,
+        )
 
 
 @_timed
 def load_renders(settings: Settings) -> dict:
     """Load every gold manifest into gold.renders."""
-    lake = open_lake(settings.lake_uri)
+    lake = lake_of(settings)
     rows = 0
     with connect(settings) as conn:
-        warehouse.ensure_schema(conn)
+        schema.ensure_schema(conn)
         for key in lake.list(render.GOLD_MANIFESTS + "/"):
             patch_id, part = key.split("/")[2:4]
             rows += warehouse.load_manifest_rows(
@@ -129,10 +151,10 @@ def run_validation(
     """Every validation check; with a run id, each result is recorded in ops before the
     caller fails the run on it. ``max_failures`` caps the failures returned (XCom), not
     those recorded."""
-    result = validate.validate_run(settings, [v.patch_id for v in choose_voices(patches)])
+    result = validate.validate_run(settings, [v.patch_id for v in voices_of(settings, patches)])
     if run_id:
         with connect(settings) as conn:
-            stats.ensure_schema(conn)
+            schema.ensure_schema(conn)
             stats.record_validation(conn, run_id, result.as_dict()["checks"], result.failures)
     return result.as_dict(max_failures)
 
@@ -140,23 +162,23 @@ def run_validation(
 @_timed
 def build_analytics(settings: Settings) -> dict:
     """The dbt analytics marts (and their tests) over silver and gold, for the dashboards."""
-    from .transform import run_dbt
+    from .warehouse.transform import run_dbt
 
     run_dbt(["build", "--select", "path:models/analytics", "--quiet"], settings=settings)
     return {"built": "analytics"}
 
 
 def provision_metabase(settings: Settings) -> dict:
-    """Dashboards as code: the repo's spec onto the Metabase at ``METABASE_URL``."""
-    from .metabase_provision import provision_from_env
+    """Dashboards as code: the repo's spec onto the Metabase at ``settings.metabase_url``."""
+    from .metabase.provision import provision_from_settings
 
-    return provision_from_env(settings)
+    return provision_from_settings(settings)
 
 
 def start_run(settings: Settings, run_id: str, params: dict) -> None:
     """Open the run in ops.pipeline_runs (the first task calls it, before any parallel task)."""
     with connect(settings) as conn:
-        stats.ensure_schema(conn)
+        schema.ensure_schema(conn)
         stats.start_run(conn, run_id, params)
 
 

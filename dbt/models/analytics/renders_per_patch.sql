@@ -6,5 +6,5 @@ select
     sum(duration_s) / 3600.0 as audio_hours,
     avg(peak) as mean_peak,
     avg(rms) as mean_rms
-from {{ source('gold', 'renders') }}
+from {{ ref('stg_gold_renders') }}
 group by patch_id

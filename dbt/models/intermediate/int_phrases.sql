@@ -14,7 +14,7 @@
     {% if is_incremental() %}
     delete from {{ this }} as t
     using (
-        select p, max(loaded_at) as loaded_at from {{ source('ops', 'load_stats') }} group by p
+        select p, max(loaded_at) as loaded_at from {{ ref('stg_load_stats') }} group by p
     ) as l
     where l.p = t.bronze_p and l.loaded_at > t.loaded_at
     {% endif %}
@@ -35,7 +35,7 @@
 
 with partition_loads as (
     select p as bronze_p, max(loaded_at) as loaded_at
-    from {{ source('ops', 'load_stats') }}
+    from {{ ref('stg_load_stats') }}
     group by p
 ),
 

@@ -3,8 +3,9 @@
 Phrase numbers live in ``browser.phrases``, an append-only table: a rendered phrase gets
 the next number the first time the browser sees it, in song, track and bar order, and
 keeps it for good, so ``/phrases/<n>`` links survive restarts and new data. The table
-also holds the facts the index filters on (song, split, pitch range), so a page of the
-index never scans the notes.
+also holds the facts the index filters on (song, split, pitch range), copied from the
+contracted silver marts (``phrases``, ``phrase_stats``, ``track_summary``; see the
+``phrase_browser`` exposure), so a page of the index never scans the notes.
 
 Audio keys come only from gold manifests read through the lake: the warehouse says which
 manifest holds a (content, patch) pair, and the manifest row gives the object key.
@@ -24,31 +25,13 @@ import psycopg
 from psycopg.rows import dict_row
 
 from ..config import Settings
-from ..lake import Lake, open_lake
-from ..postgres import warehouse_url
-from ..render import GOLD_MANIFESTS, manifest_key
+from ..gold.render import GOLD_MANIFESTS, manifest_key
+from ..lake import Lake, lake_of
+from ..warehouse.postgres import warehouse_url
+from ..warehouse.schema import BROWSER_DDL
 
 SPLITS = ("train", "validate", "test")
 
-SCHEMA = """
-create schema if not exists browser;
-create table if not exists browser.phrases (
-    n bigint generated always as identity primary key,
-    phrase_id text not null unique,
-    content_hash text not null,
-    midi_id text not null,
-    song text,
-    track_id text not null,
-    track_index integer,
-    bucket bigint not null,
-    set_type text not null,
-    n_notes integer not null,
-    min_pitch integer not null,
-    max_pitch integer not null,
-    numbered_at timestamptz not null default now()
-);
-create index if not exists browser_phrases_content on browser.phrases (content_hash);
-"""
 
 # New rendered phrases, numbered in song / track / bar order (under an advisory lock, so
 # concurrent API-server workers number each phrase once and leave no gaps).
@@ -57,16 +40,14 @@ NUMBER_NEW = """
 insert into browser.phrases (
     phrase_id, content_hash, midi_id, song, track_id, track_index, bucket, set_type, n_notes, min_pitch, max_pitch
 )
-select p.phrase_id, p.content_hash, p.midi_id, src.source_key, p.track_id, src.track_index, p.bucket,
-       p.set_type, p.n_notes, r.lo, r.hi
+select p.phrase_id, p.content_hash, p.midi_id, t.source_key, p.track_id, t.track_index, p.bucket,
+       p.set_type, p.n_notes, s.pitch_min, s.pitch_max
 from silver.phrases p
-cross join lateral (select min((e ->> 3)::int) as lo, max((e ->> 3)::int) as hi from jsonb_array_elements(p.notes) e) r
-left join lateral (
-    select d.source_key, d.track_index from raw.detailed_notes d where d.track_id = p.track_id limit 1
-) src on true
+join silver.phrase_stats s on s.phrase_id = p.phrase_id
+left join silver.track_summary t on t.track_id = p.track_id
 where exists (select 1 from gold.renders g where g.content_hash = p.content_hash)
   and not exists (select 1 from browser.phrases b where b.phrase_id = p.phrase_id)
-order by src.source_key, p.midi_id, src.track_index, p.track_id, p.bucket
+order by t.source_key, p.midi_id, t.track_index, p.track_id, p.bucket
 """
 
 PHRASE_COLUMNS = (
@@ -136,7 +117,7 @@ class Catalog:
 
     def __init__(self, settings: Settings, refresh_s: float = 30.0, lake: Lake | None = None) -> None:
         self.settings = settings
-        self.lake = lake or open_lake(settings.lake_uri)
+        self.lake = lake or lake_of(settings)
         self.refresh_s = refresh_s
         self._url: str | None = None
         self._numbered_at = float("-inf")
@@ -159,7 +140,7 @@ class Catalog:
                 return 0
             with self._conn() as conn:
                 conn.execute(LOCK)
-                conn.execute(SCHEMA)
+                conn.execute(BROWSER_DDL)
                 added = conn.execute(NUMBER_NEW).rowcount
                 patches = [r["patch_id"] for r in conn.execute("select distinct patch_id from gold.renders")]
             self._numbered_at = time.monotonic()

@@ -215,7 +215,7 @@ def _choose_patches(lake: Lake, patches: Sequence[str] | None) -> list[str]:
     available = ex.gold_patches(lake)
     if not patches:
         return available
-    from ..patches import choose_voices
+    from ..gold.patches import choose_voices
 
     wanted = {p for p in patches if p in available}
     names = [p for p in patches if p not in available]

@@ -17,8 +17,8 @@ import mido
 import psycopg
 import pyarrow as pa
 
+from ..gold.render import GOLD_MANIFESTS
 from ..lake import Lake
-from ..render import GOLD_MANIFESTS
 
 SPLITS = ("train", "validation", "test")
 SILVER_SPLIT = {"train": "train", "validate": "validation", "test": "test"}  # silver's name -> release name

@@ -14,7 +14,7 @@ import tarfile
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..render import NOTE_STRUCT
+from ..gold.render import NOTE_STRUCT
 
 AUDIO_STRUCT = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 HF_METADATA = {b"huggingface": json.dumps({"info": {"features": {"audio": {"_type": "Audio"}}}}).encode()}

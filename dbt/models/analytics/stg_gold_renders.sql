@@ -1,0 +1,19 @@
+-- Gold renders as loaded from the lake's manifests (gold.renders, written by Python's
+-- load_renders stage): the only model that reads the gold source. It lives with the
+-- analytics models because gold exists only after rendering, after silver is built.
+{{ config(schema='staging', materialized='view') }}
+
+select
+    content_hash,
+    patch_id,
+    key,
+    sha256,
+    bytes,
+    sample_rate,
+    duration_s,
+    peak,
+    rms,
+    bpm,
+    notes,
+    render_p
+from {{ source('gold', 'renders') }}

@@ -1,0 +1,115 @@
+"""Postgres warehouse: atomic COPY loads of bronze and gold manifests (tables in ``schema``).
+
+A partition load goes through a temporary table filled by COPY, then a delete-and-insert
+of that partition inside one transaction: readers see the old rows or the new ones, never
+a mix, and a rerun leaves exactly the same rows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from ..bronze import BRONZE_SCHEMA
+
+
+class PartitionMismatch(ValueError):
+    """Rows of another partition were handed to a partition load."""
+
+
+def csv_chunks(table: pa.Table, batch_rows: int = 1 << 16) -> Iterator[pa.Buffer]:
+    """``table`` as headerless CSV in bounded chunks, written by Arrow's C++ writer.
+
+    Postgres' CSV format reads Arrow's output as it is: strings are always quoted (so an
+    empty string stays one), nulls are unquoted empty fields, doubles are printed in their
+    shortest round-trip form (no precision is lost), booleans as true/false.
+    """
+    options = pacsv.WriteOptions(include_header=False)
+    for batch in table.to_batches(max_chunksize=batch_rows):
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(batch, sink, options)
+        yield sink.getvalue()
+
+
+def copy_csv(conn: psycopg.Connection, relation: str, table: pa.Table) -> int:
+    """COPY ``table`` into ``relation`` (columns by name); returns the bytes sent."""
+    sent = 0
+    with conn.cursor().copy(f"copy {relation} ({', '.join(table.column_names)}) from stdin (format csv)") as copy:
+        for chunk in csv_chunks(table):
+            copy.write(memoryview(chunk))
+            sent += chunk.size
+    return sent
+
+
+def load_bronze_partition(conn: psycopg.Connection, p: str, table: pa.Table | None, run_id: str) -> dict:
+    """Replace partition ``p`` of raw.detailed_notes with ``table`` atomically.
+
+    COPY fills a temporary table (no WAL, no indexes), then one transaction deletes the
+    partition and inserts the staged rows: readers see the old partition or the new one,
+    a failure or a killed process leaves the old one, and a rerun leaves the same rows.
+    ``ops.load_stats`` gets one row per (run, partition) in the same transaction, so the
+    stats never describe rows that are not there (``bytes`` is the CSV sent by COPY).
+    ``table=None`` empties the partition.
+    """
+    started = time.perf_counter()
+    table = BRONZE_SCHEMA.empty_table() if table is None else table.select(BRONZE_SCHEMA.names)
+    others = pc.count_distinct(pc.filter(table.column("p"), pc.not_equal(table.column("p"), p))).as_py()
+    if others:
+        raise PartitionMismatch(f"partition {p!r} load got rows of {others} other partition(s)")
+    cols = ", ".join(BRONZE_SCHEMA.names)
+    with conn.transaction():
+        # one staging table per session, emptied at commit; truncated here too, for a caller
+        # that runs this inside its own transaction (then this block is only a savepoint)
+        conn.execute("create temp table if not exists stage_notes (like raw.detailed_notes) on commit delete rows")
+        conn.execute("truncate stage_notes")
+        nbytes = copy_csv(conn, "stage_notes", table)
+        conn.execute("delete from raw.detailed_notes where p = %s", (p,))
+        conn.execute(f"insert into raw.detailed_notes ({cols}) select {cols} from stage_notes")
+        seconds = time.perf_counter() - started
+        conn.execute(
+            """insert into ops.load_stats (run_id, p, rows, bytes, seconds) values (%s, %s, %s, %s, %s)
+               on conflict (run_id, p) do update set rows = excluded.rows, bytes = excluded.bytes,
+               seconds = excluded.seconds, loaded_at = now()""",
+            (run_id, p, table.num_rows, nbytes, seconds),
+        )
+    return {"p": p, "rows": table.num_rows, "bytes": nbytes, "seconds": round(seconds, 4)}
+
+
+def load_manifest_rows(conn: psycopg.Connection, patch_id: str, render_p: int, table: pa.Table) -> int:
+    """Replace the gold.renders rows of one (patch, render partition) manifest."""
+    rows = table.to_pylist()
+    with conn.transaction():
+        conn.execute("delete from gold.renders where patch_id = %s and render_p = %s", (patch_id, render_p))
+        with conn.cursor().copy(
+            "copy gold.renders (content_hash, patch_id, key, sha256, bytes, sample_rate, duration_s, peak, rms, "
+            "bpm, notes, render_p) from stdin"
+        ) as copy:
+            for r in rows:
+                copy.write_row(
+                    (
+                        r["content_hash"],
+                        r["patch_id"],
+                        r["key"],
+                        r["sha256"],
+                        r["bytes"],
+                        r["sample_rate"],
+                        r["duration_s"],
+                        r["peak"],
+                        r["rms"],
+                        r["bpm"],
+                        json.dumps(r["notes"]),
+                        render_p,
+                    )
+                )
+    return len(rows)
+
+
+def scalar(conn: psycopg.Connection, sql: str, params: tuple = ()) -> int:
+    row = conn.execute(sql, params).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0

@@ -1,0 +1,146 @@
+"""Every table Python writes, defined once: ``raw``, ``gold``, ``ops`` and ``browser``.
+
+dbt owns ``staging``, ``intermediate``, ``silver`` and ``analytics`` (and reads the tables
+below as sources: ``dbt/models/staging/__sources.yml``, ``analytics/__sources.yml``, whose
+columns must match these). Each schema has one writer:
+
+- ``raw.detailed_notes``: the bronze copy (``load.load_bronze_partition``);
+- ``gold.renders``: the gold manifests (``load.load_manifest_rows``);
+- ``ops.*``: run figures (``ops.load_stats`` by the raw load, the rest by ``stats``);
+- ``browser.phrases``: the phrase browser's stable numbering (``browser.catalog``).
+
+See docs/ARCHITECTURE.md for the contracts.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+DDL = """
+create schema if not exists raw;
+create schema if not exists ops;
+create schema if not exists gold;
+create table if not exists raw.detailed_notes (
+    midi_id text not null,
+    track_id text not null,
+    message_id text not null,
+    start_time double precision not null,
+    duration double precision not null,
+    velocity bigint not null,
+    note bigint not null,
+    set_type text not null,
+    p text not null,
+    channel smallint,
+    program smallint,
+    is_drum boolean not null,
+    track_index integer not null,
+    start_seconds double precision,
+    duration_seconds double precision,
+    source_key text,
+    primary key (message_id)
+);
+create index if not exists detailed_notes_p on raw.detailed_notes (p);
+create index if not exists detailed_notes_track on raw.detailed_notes (track_id);
+create table if not exists ops.load_stats (
+    run_id text not null,
+    p text not null,
+    rows bigint not null,
+    bytes bigint not null,
+    seconds double precision not null,
+    loaded_at timestamptz not null default now(),
+    primary key (run_id, p)
+);
+create table if not exists gold.renders (
+    content_hash text not null,
+    patch_id text not null,
+    key text not null,
+    sha256 text not null,
+    bytes bigint not null,
+    sample_rate integer not null,
+    duration_s double precision not null,
+    peak double precision not null,
+    rms double precision not null,
+    bpm double precision not null,
+    notes jsonb not null,
+    render_p integer not null,
+    primary key (content_hash, patch_id)
+);
+create table if not exists ops.pipeline_runs (
+    run_id text primary key,
+    params jsonb not null default '{}'::jsonb,
+    started_at timestamptz not null default now(),
+    finished_at timestamptz,
+    status text not null check (status in ('running', 'success', 'failed')),
+    reason text
+);
+alter table ops.pipeline_runs add column if not exists reason text;
+create table if not exists ops.task_stats (
+    run_id text not null,
+    stage text not null,
+    partition text not null default '',
+    rows bigint not null,
+    seconds double precision not null,
+    throughput double precision,
+    recorded_at timestamptz not null default now(),
+    primary key (run_id, stage, partition)
+);
+create table if not exists ops.render_stats (
+    run_id text not null,
+    render_p integer not null,
+    phrases bigint not null,
+    rendered bigint not null,
+    reused bigint not null,
+    seconds double precision not null,
+    audio_seconds double precision not null,
+    real_time_factor double precision,
+    memo_hit_rate double precision not null,
+    recorded_at timestamptz not null default now(),
+    primary key (run_id, render_p)
+);
+create table if not exists ops.validation_results (
+    run_id text not null,
+    check_name text not null,
+    checked bigint not null,
+    failed bigint not null,
+    passed boolean not null,
+    seconds double precision not null,
+    recorded_at timestamptz not null default now(),
+    primary key (run_id, check_name)
+);
+create table if not exists ops.validation_failures (
+    run_id text not null,
+    check_name text not null,
+    key text not null,
+    reason text not null,
+    primary key (run_id, check_name, key)
+);
+"""
+
+# Created by the browser when it first numbers phrases (it may run before any pipeline task).
+BROWSER_DDL = """
+create schema if not exists browser;
+create table if not exists browser.phrases (
+    n bigint generated always as identity primary key,
+    phrase_id text not null unique,
+    content_hash text not null,
+    midi_id text not null,
+    song text,
+    track_id text not null,
+    track_index integer,
+    bucket bigint not null,
+    set_type text not null,
+    n_notes integer not null,
+    min_pitch integer not null,
+    max_pitch integer not null,
+    numbered_at timestamptz not null default now()
+);
+create index if not exists browser_phrases_content on browser.phrases (content_hash);
+"""
+
+
+def ensure_schema(conn: psycopg.Connection) -> None:
+    """Create the schemas and tables; mapped tasks call it concurrently, so the DDL runs
+    under a transaction-scoped advisory lock (``if not exists`` alone can race)."""
+    with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(hashtext('dx7lake.ensure_schema'))")
+        conn.execute(DDL)
