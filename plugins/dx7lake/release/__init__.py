@@ -6,6 +6,9 @@ WebDataset tar shards with the same examples, a dataset card (``README.md``), pr
 plots, and ``release.json`` (every shard with its sha256 and row count). ``release.json``
 is written last: a folder without it is not a release (a build killed halfway), and readers
 (:mod:`dx7lake.dataset`) refuse it.
+
+May import: ``config``, ``lake``, ``gold`` (manifest layout and voices); silver arrives as
+rows through the connection the caller passes. docs/ARCHITECTURE.md, "Layers and packages".
 """
 
 from .build import RELEASES, ReleaseExists, build_release, read_release
