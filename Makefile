@@ -13,7 +13,7 @@ export DX7LAKE_HOME DEMO_LIMIT
 DBT_FILES := $(shell find dbt/models dbt/macros dbt/tests -type f 2>/dev/null) dbt/dbt_project.yml
 MANIFEST := dbt/target/manifest.json
 
-.PHONY: help setup demo test lint format airflow serve bench clean
+.PHONY: help setup demo test lint format airflow serve bench ml clean
 help:
 	@echo "make setup   create $(VENV) with every dependency (from the package registries only)"
 	@echo "make demo    run the whole DAG (airflow dags test) on music21's Bach chorales; SOURCE=<dir> for yours"
@@ -22,6 +22,7 @@ help:
 	@echo "make airflow airflow standalone on DX7LAKE_HOME, to trigger the DAG from the UI"
 	@echo "make serve   the phrase browser alone on http://127.0.0.1:8765/phrases"
 	@echo "make bench   benchmarks, one JSON object per line"
+	@echo "make ml      the [ml] extra: torch (CPU) and datasets, for dx7lake.dataset"
 
 setup: $(VENV)/.installed $(MANIFEST)
 
@@ -58,6 +59,11 @@ serve: setup
 
 bench: setup
 	$(BIN)/python -m bench
+
+# the [ml] extra (torch, Hugging Face datasets) for dx7lake.dataset and its tests; pip, so that a
+# configured CPU wheel or index of torch is used (uv would resolve torch to the CUDA build)
+ml: setup
+	$(BIN)/python -m pip install --quiet -e '.[ml]'
 
 clean:
 	rm -rf $(DX7LAKE_HOME) dbt/target dbt/logs .pytest_cache

@@ -107,6 +107,25 @@ def cmd_validate(args) -> int:
     return 0 if result["passed"] else 1
 
 
+def _size(text: str) -> int:
+    """Bytes of ``384M``, ``64K``, ``1G`` or a plain number."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    text = text.strip().upper().removesuffix("B")
+    return int(float(text[:-1]) * units[text[-1]]) if text and text[-1] in units else int(text)
+
+
+def cmd_release(args) -> int:
+    from .lake import lake_of
+    from .release import build_release
+    from .warehouse.postgres import connect
+
+    settings = _settings(args)
+    patches = [p for p in (args.patches or "").split(",") if p] or None
+    with connect(settings) as conn:
+        _print(build_release(lake_of(settings), conn, args.name, patches, args.split_by, _size(args.shard_size)))
+    return 0
+
+
 def cmd_metabase(args) -> int:
     """Provision the dashboards in the spec onto the Metabase at METABASE_URL (or --url)."""
     from .metabase.provision import provision_from_settings
@@ -269,6 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--sample-rate", type=int, default=DEFAULT_SAMPLE_RATE)
         else:
             p.add_argument("--run-id", default=None, help="record the results in ops.validation_* under this id")
+    p = add("release", cmd_release, "write an immutable, sharded dataset release under <lake>/releases/NAME")
+    p.add_argument("--name", required=True)
+    p.add_argument("--patches", default=None, help="patch names or ids, comma-separated (default: all in gold)")
+    p.add_argument("--split-by", choices=["song", "patch"], default="song")
+    p.add_argument("--shard-size", default="384M", help="target shard size: bytes, or with K/M/G (default 384M)")
     p = add("metabase", cmd_metabase, "dashboards as code: create or update them on Metabase (METABASE_URL)")
     p.add_argument("action", choices=["provision"])
     p.add_argument("--url", default=None, help="Metabase URL (default METABASE_URL)")
