@@ -16,7 +16,7 @@ MANIFEST := dbt/target/manifest.json
 N ?= 400
 SCALE_SOURCE ?= ../shared/corpus/realworld
 
-.PHONY: help setup demo test lint format airflow serve bench bench-scale clean
+.PHONY: help setup demo test lint format airflow serve bench bench-scale ml clean
 help:
 	@echo "make setup   create $(VENV) with every dependency (from the package registries only)"
 	@echo "make demo    run the whole DAG (airflow dags test) on music21's Bach chorales; SOURCE=<dir> for yours"
@@ -26,6 +26,7 @@ help:
 	@echo "make serve   the phrase browser alone on http://127.0.0.1:8765/phrases"
 	@echo "make bench   benchmarks, one JSON object per line"
 	@echo "make bench-scale N=400  the pipeline on N Lakh-like files made from SCALE_SOURCE, then a 1% rerun"
+	@echo "make ml      the [ml] extra: torch (CPU) and datasets, for dx7lake.dataset"
 
 setup: $(VENV)/.installed $(MANIFEST)
 
@@ -65,6 +66,11 @@ bench: setup
 
 bench-scale: setup
 	$(BIN)/python -m bench.scale --files $(N) --source "$(SCALE_SOURCE)" $(if $(PATCHES),--patches "$(PATCHES)")
+
+# the [ml] extra (torch, Hugging Face datasets) for dx7lake.dataset and its tests; pip, so that a
+# configured CPU wheel or index of torch is used (uv would resolve torch to the CUDA build)
+ml: setup
+	$(BIN)/python -m pip install --quiet -e '.[ml]'
 
 clean:
 	rm -rf $(DX7LAKE_HOME) dbt/target dbt/logs .pytest_cache

@@ -81,3 +81,18 @@ def test_pianoroll_places_notes_on_the_render_time_axis():
     assert '<rect class="note" x="212.0" y="91" width="86.0"' in svg
     assert 'fill-opacity="1.00"' in svg and "<title>C4 vel 127 at beat 1 for 0.5</title>" in svg
     assert note_name(60) == "C4" and note_name(61) == "C♯4" and note_name(21) == "A0"
+
+
+def test_pianoroll_of_real_world_oddities_stays_on_midi_pitches_and_on_the_render():
+    """Pitches 0 and 127, a zero-length note and one held 240 beats (real files hold all four)."""
+    notes = [
+        {"start": 0.0, "duration": 240.0, "velocity": 1, "pitch": 0},
+        {"start": 2.0, "duration": 0.0, "velocity": 127, "pitch": 127},
+    ]
+    svg = pianoroll_svg(notes, duration_s=2.5, bpm=120.0, width=900, row=10, label_width=40)
+    assert svg.count('<rect class="note"') == 2
+    assert 'height="1280"' in svg  # lanes 0..127: none for pitches MIDI has not got
+    assert '<rect class="note" x="40.0" y="1271" width="860.0"' in svg  # cut where the render ends
+    # beat 2 at 120 BPM is 1 s: 40 + 1 * 860 / 2.5; zero length is still drawn, 1 px wide
+    assert '<rect class="note" x="384.0" y="1" width="1.0"' in svg
+    assert ">C-1<" in svg and ">G9<" in svg

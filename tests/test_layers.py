@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "plugins" / "dx7lake"
-EVERYTHING = {"config", "lake", "bronze", "warehouse", "gold", "quality", "metabase", "browser", "stages"}
+EVERYTHING = {"config", "lake", "bronze", "warehouse", "gold", "quality", "metabase", "browser", "release", "stages"}
 # What each layer may import, besides itself (docs/ARCHITECTURE.md, "Layers and packages").
 MAY_IMPORT = {
     "support": set(),  # run by `make setup` with the system Python, before anything is installed
@@ -18,9 +18,11 @@ MAY_IMPORT = {
     "quality": {"config", "lake", "bronze", "warehouse", "gold"},
     "metabase": {"config", "warehouse"},
     "browser": {"config", "lake", "warehouse", "gold"},
+    "release": {"config", "lake", "gold", "__version__"},
+    "dataset": {"lake", "release"},
     "orchestration": EVERYTHING,
     "stages": EVERYTHING - {"stages"},
-    "cli": EVERYTHING | {"orchestration"},
+    "cli": EVERYTHING | {"orchestration", "dataset"},
 }
 
 

@@ -240,3 +240,22 @@ def test_dag_maps_extract_over_shards_and_merges_counts_for_the_summary():
     assert {"summary", "bronze_partitions"} <= merge.downstream_task_ids
     assert [a.name for a in merge.outlets] == ["dx7lake_bronze"]
     assert dag.params["extract_shards"] == 4
+
+
+def test_a_file_without_notes_is_extracted_empty_not_quarantined(tmp_path):
+    """Quarantine means "could not be read": a tempo map alone is read fine and has 0 notes."""
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    tempo_only = smf(b"\x00\xff\x51\x03\x07\xa1\x20" + END_OF_TRACK)
+    (landing / "tempo_only.mid").write_bytes(tempo_only)
+    (landing / "one_note.mid").write_bytes(smf(b"\x00\x90\x3c\x40\x60\x80\x3c\x00" + END_OF_TRACK))
+    lake = LocalLake(tmp_path / "lake")
+    stats = extract(str(landing), lake)
+    assert (stats.files_extracted, stats.files_empty, stats.files_quarantined, stats.notes) == (2, 1, 0, 1)
+    assert quarantine(lake) == []
+    assert midi_id_of(tempo_only) not in set(all_rows(lake).column("midi_id").to_pylist())
+    index = lake.read_parquet_prefix("bronze/index").to_pylist()
+    empty = {"midi_id": midi_id_of(tempo_only), "source_key": "tempo_only.mid", "status": "extracted", "notes": 0}
+    assert empty in index
+    again = extract(str(landing), lake)  # it is known: a rerun skips it
+    assert (again.files_skipped, again.files_empty) == (2, 0)

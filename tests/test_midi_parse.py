@@ -162,9 +162,15 @@ MALFORMED = {
     "running status first": (smf(b"\x00\x3c\x40" + END_OF_TRACK), "running status with no previous"),
     "undefined status": (smf(b"\x00\xf4" + END_OF_TRACK), "undefined status byte"),
     "bad data byte": (smf(b"\x00\x90\x3c\xc0" + END_OF_TRACK), "data byte above 127"),
-    "no notes": (smf(b"\x00\xff\x51\x03\x07\xa1\x20" + END_OF_TRACK), "no notes"),
-    "only unclosed notes": (smf(b"\x00\x90\x3c\x40" + END_OF_TRACK), "no notes (1 never closed)"),
 }
+
+
+def test_a_file_with_no_closed_note_is_empty_not_malformed():
+    """A tempo map alone, or notes never closed: read fine, no notes (counted as empty)."""
+    tempo_only = parse_notes(smf(b"\x00\xff\x51\x03\x07\xa1\x20" + END_OF_TRACK), max_seconds=1.0)
+    unclosed = parse_notes(smf(b"\x00\x90\x3c\x40" + END_OF_TRACK))
+    assert (len(tempo_only), tempo_only.unclosed) == (0, 0)
+    assert (len(unclosed), unclosed.unclosed) == (0, 1)
 
 
 @pytest.mark.parametrize("data, reason", MALFORMED.values(), ids=MALFORMED.keys())

@@ -50,13 +50,16 @@ def python_phrases(rows: list[dict]) -> dict[tuple[str, int], dict]:
             "n_notes": len(notes),
             "song": song[key],
             "stats": (len({n[3] for n in notes}), max_polyphony(notes)),
+            "notes": sorted(notes),
         }
     return out
 
 
 def max_polyphony(notes: list[tuple[int, int, int, int]]) -> int:
-    """Most notes sounding at once: a note ending at t no longer sounds at t."""
-    events = sorted([(o, 1) for o, *_ in notes] + [(o + d, -1) for o, d, *_ in notes], key=lambda e: (e[0], e[1]))
+    """Most notes sounding at once: a note ending at t no longer sounds at t; a zero-length
+    note sounds at its onset (it ends one 0.01-beat step later)."""
+    ends = [(o + max(d, 1), -1) for o, d, *_ in notes]
+    events = sorted([(o, 1) for o, *_ in notes] + ends, key=lambda e: (e[0], e[1]))
     sounding = peak = 0
     for _, delta in events:
         sounding += delta

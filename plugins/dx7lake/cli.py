@@ -115,6 +115,25 @@ def cmd_compact(args) -> int:
     return 0
 
 
+def _size(text: str) -> int:
+    """Bytes of ``384M``, ``64K``, ``1G`` or a plain number."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    text = text.strip().upper().removesuffix("B")
+    return int(float(text[:-1]) * units[text[-1]]) if text and text[-1] in units else int(text)
+
+
+def cmd_release(args) -> int:
+    from .lake import lake_of
+    from .release import build_release
+    from .warehouse.postgres import connect
+
+    settings = _settings(args)
+    patches = [p for p in (args.patches or "").split(",") if p] or None
+    with connect(settings) as conn:
+        _print(build_release(lake_of(settings), conn, args.name, patches, args.split_by, _size(args.shard_size)))
+    return 0
+
+
 def cmd_metabase(args) -> int:
     """Provision the dashboards in the spec onto the Metabase at METABASE_URL (or --url)."""
     from .metabase.provision import provision_from_settings
@@ -155,6 +174,7 @@ def cmd_demo(args) -> int:
     for key in (
         "files_seen",
         "files_extracted",
+        "files_empty",
         "files_quarantined",
         "notes",
         "phrases",
@@ -283,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("compact", cmd_compact, "gold: merge each partition's manifest parts into one")
     p.add_argument("--patches", default=None, help="only these voices (default: every patch in gold)")
     p.add_argument("--min-parts", type=int, default=2, help="compact partitions with at least this many parts")
+    p = add("release", cmd_release, "write an immutable, sharded dataset release under <lake>/releases/NAME")
+    p.add_argument("--name", required=True)
+    p.add_argument("--patches", default=None, help="patch names or ids, comma-separated (default: all in gold)")
+    p.add_argument("--split-by", choices=["song", "patch"], default="song")
+    p.add_argument("--shard-size", default="384M", help="target shard size: bytes, or with K/M/G (default 384M)")
     p = add("metabase", cmd_metabase, "dashboards as code: create or update them on Metabase (METABASE_URL)")
     p.add_argument("action", choices=["provision"])
     p.add_argument("--url", default=None, help="Metabase URL (default METABASE_URL)")

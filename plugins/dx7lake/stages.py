@@ -260,6 +260,9 @@ def write_summary(settings: Settings, stage_results: dict[str, Iterable[dict] | 
     val = task_results(stage_results["validate"])[0]
     with connect(settings) as conn:
         phrases = warehouse.scalar(conn, "select count(*) from silver.phrases")
+        rejected = dict(
+            conn.execute("select reason, count(*) from silver.rejected_phrases group by reason order by reason")
+        )
     seconds = {
         "extract": ext["seconds"],
         "load": round(max(r["finished_at"] for r in loads) - min(r["started_at"] for r in loads), 3) if loads else 0,
@@ -273,11 +276,14 @@ def write_summary(settings: Settings, stage_results: dict[str, Iterable[dict] | 
     summary = {
         "files_seen": ext["files_seen"],
         "files_extracted": ext["files_extracted"],
+        "files_empty": ext["files_empty"],
         "files_quarantined": ext["files_quarantined"],
         "files_skipped": ext["files_skipped"],
         "notes": val["raw_rows"],
         "phrases": phrases,
         "unique_phrases": plan["unique_phrases"],
+        "rejected_phrases": sum(rejected.values()),
+        "rejected_by_reason": rejected,
         "patches": val["patches"],
         "renders": gold["renders"],
         "rendered_this_run": sum(r["rendered"] for r in renders),

@@ -60,11 +60,14 @@ notes as (
     inner join changed as c on c.bronze_p = n.bronze_p
 ),
 
--- max polyphony: a running count over note starts (+1) and ends (-1), ends first on ties
+-- max polyphony: a running count over note starts (+1) and ends (-1), ends first on ties,
+-- so a note ending where another starts does not overlap it. A zero-length note (note-on
+-- and note-off on one tick, common in real files; the engine still sounds it) is sounding
+-- at its onset: it ends one grid step later, so it counts there and leaves no gap.
 events as (
     select track_id, bucket, offset_cb as at_cb, 1 as delta from notes
     union all
-    select track_id, bucket, offset_cb + duration_cb as at_cb, -1 as delta from notes
+    select track_id, bucket, offset_cb + greatest(duration_cb, 1) as at_cb, -1 as delta from notes
 ),
 
 sounding as (

@@ -3,6 +3,7 @@
 -- A content belongs to exactly one split, train first: if any train song plays it, it is
 -- train; else test if any test song plays it; else validate. So test and validate never
 -- hold a content the model was trained on, and test and validate never share one either.
+-- Contents set aside by a render rule (rejected_phrases) are not here: nothing renders them.
 {{
     config(
         indexes=[
@@ -13,7 +14,10 @@
 }}
 
 with phrases as (
-    select * from {{ ref('int_phrases') }}
+    select * from {{ ref('int_phrases') }} as phrases
+    where not exists (
+        select 1 from {{ ref('rejected_phrases') }} as rejected where rejected.content_hash = phrases.content_hash
+    )
 )
 
 select

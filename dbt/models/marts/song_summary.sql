@@ -1,4 +1,5 @@
--- One row per song (midi_id): its split, size, phrases and how many of them moved split.
+-- One row per song (midi_id): its split, size, phrases, how many of them moved split and how
+-- many were set aside before rendering (rejected_phrases).
 {{ config(indexes=[{'columns': ['midi_id'], 'unique': true}]) }}
 
 with tracks as (
@@ -23,6 +24,12 @@ phrases as (
     from {{ ref('int_phrases') }} as phrases
     inner join {{ ref('phrase_contents') }} as contents using (content_hash)
     group by phrases.midi_id
+),
+
+rejected as (
+    select midi_id, count(*) as n_phrases_rejected
+    from {{ ref('rejected_phrases') }}
+    group by midi_id
 )
 
 select
@@ -35,6 +42,8 @@ select
     tracks.length_seconds,
     coalesce(phrases.n_phrases, 0) as n_phrases,
     coalesce(phrases.n_contents, 0) as n_contents,
-    coalesce(phrases.n_phrases_moved, 0) as n_phrases_moved
+    coalesce(phrases.n_phrases_moved, 0) as n_phrases_moved,
+    coalesce(rejected.n_phrases_rejected, 0) as n_phrases_rejected
 from tracks
 left join phrases using (midi_id)
+left join rejected using (midi_id)

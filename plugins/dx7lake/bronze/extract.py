@@ -67,6 +67,7 @@ class ExtractOptions:
 class ExtractStats:
     files_seen: int = 0
     files_extracted: int = 0
+    files_empty: int = 0  # part of files_extracted: read fine, no closed note in them
     files_quarantined: int = 0
     files_skipped: int = 0  # already in bronze, or a byte-identical copy of a file seen earlier
     duplicates: int = 0  # the second part of files_skipped
@@ -79,7 +80,7 @@ class ExtractStats:
         return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.__dict__.items()}
 
 
-COUNTS = ("files_seen", "files_extracted", "files_quarantined", "files_skipped", "duplicates", "notes")
+COUNTS = ("files_seen", "files_extracted", "files_empty", "files_quarantined", "files_skipped", "duplicates", "notes")
 
 
 def merge_stats(results: Iterable[dict]) -> dict:
@@ -147,6 +148,7 @@ class _Run:
             self.quarantine(item.key, midi_id, item.size, str(err))
             return
         self.stats.files_extracted += 1
+        self.stats.files_empty += len(notes) == 0
         self.stats.notes += len(notes)
         self.stats.unclosed_dropped += notes.unclosed
         self.writer.add_parsed(ParsedFile(midi_id, item.key, set_type_of(midi_id, self.options.split), notes))

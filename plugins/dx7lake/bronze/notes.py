@@ -34,7 +34,11 @@ class Notes:
 
 
 def parse_notes(data: bytes, max_notes: int = 2_000_000, max_seconds: float | None = None) -> Notes:
-    """The closed notes of one file (see ``scan`` for the rules); raises MidiError."""
+    """The closed notes of one file (see ``scan`` for the rules); raises MidiError.
+
+    A well-formed file with no closed notes (a tempo map, a lyrics track, only notes never
+    closed) is not an error: it returns no notes, and the caller counts it as empty.
+    """
     if not data:
         raise MidiError("empty file")
     error, pos, _division, _tracks, unclosed, *arrays = scan(np.frombuffer(data, np.uint8), max_notes)
@@ -43,9 +47,7 @@ def parse_notes(data: bytes, max_notes: int = 2_000_000, max_seconds: float | No
         cap = f" of {max_notes:,}" if error == TOO_MANY_NOTES else ""
         raise MidiError(f"{ERRORS[error]}{cap}{where}")
     notes = Notes(*arrays, unclosed=unclosed)
-    if len(notes) == 0:
-        raise MidiError(f"no notes ({unclosed} never closed)" if unclosed else "no notes")
-    if max_seconds is not None:
+    if max_seconds is not None and len(notes):
         length = float(np.max(notes.start_seconds + notes.duration_seconds))
         if length > max_seconds:
             raise MidiError(f"over the length cap: {length:,.0f} s > {max_seconds:,.0f} s")

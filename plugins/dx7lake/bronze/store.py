@@ -189,7 +189,8 @@ class BronzeWriter:
             return
         by_p: dict[str, list[ParsedFile]] = defaultdict(list)
         for parsed in self._parsed:
-            by_p[parsed.midi_id[0]].append(parsed)
+            if len(parsed.notes):  # an empty file is in the index (0 notes), with no rows
+                by_p[parsed.midi_id[0]].append(parsed)
         quarantine = pa.Table.from_pylist(self._quarantine, schema=QUARANTINE_SCHEMA)
         index = pa.Table.from_pylist(self._index, schema=INDEX_SCHEMA)
         index_p = pc.utf8_slice_codeunits(index.column("midi_id"), 0, 1)

@@ -29,7 +29,7 @@ def pianoroll_svg(
     """SVG with one rectangle per note (opacity by velocity), beat lines, and pitch labels."""
     notes = list(notes)
     pitches = [int(n["pitch"]) for n in notes] or [60]
-    low, high = min(pitches) - 2, max(pitches) + 2
+    low, high = max(0, min(pitches) - 2), min(127, max(pitches) + 2)  # MIDI pitches only
     height = (high - low + 1) * row
     seconds_per_beat = 60.0 / bpm
     scale = (width - label_width) / duration_s
@@ -61,7 +61,7 @@ def pianoroll_svg(
         start, length = float(note["start"]), float(note["duration"])
         pitch, velocity = int(note["pitch"]), int(note["velocity"])
         title = escape(f"{note_name(pitch)} vel {velocity} at beat {start:g} for {length:g}")
-        left, right = x(start), x(start + length)
+        left, right = x(start), min(x(start + length), width)  # a note held past the render ends with it
         parts.append(
             f'<rect class="note" x="{left:.1f}" y="{y(pitch) + 1}" width="{max(1.0, right - left):.1f}"'
             f' height="{row - 2}" rx="2" fill="#f5a142" fill-opacity="{0.35 + 0.65 * velocity / 127:.2f}">'

@@ -156,6 +156,25 @@ def read_manifest(lake: Lake, patch_id: str, render_p: int, columns: list[str] |
     return union_of_parts([read_part(lake, k, columns) for k in keys])
 
 
+def current_manifest(lake: Lake, patch_id: str, note_length: str = UNTIL_SILENT) -> pa.Table | None:
+    """Every current manifest row of one patch: each partition's manifest (the union of its
+    parts, a later part winning per content), then only the rows of ``note_length`` (rows of
+    another rule, or from before the rule was recorded, name other audio that is no longer
+    current). None when the patch has no parts."""
+    partitions: dict[int, list[str]] = {}
+    for key in manifest_parts(lake, patch_id):
+        partitions.setdefault(part_partition(key)[1], []).append(key)
+    if not partitions:
+        return None
+    table = pa.concat_tables(
+        [union_of_parts([read_part(lake, k) for k in keys]) for _, keys in sorted(partitions.items())],
+        promote_options="default",
+    )
+    if "note_length" not in table.column_names:  # every part predates the rule
+        return table.slice(0, 0)
+    return table.filter(pc.equal(table.column("note_length"), note_length))
+
+
 def spec_of_row(row: dict) -> RenderSpec:
     """The spec a manifest row was rendered with (rows from before the note-length rule cut at 1 s)."""
     return RenderSpec(
