@@ -224,8 +224,11 @@ def test_recorded_run_feeds_every_dashboard_card(run):
     stages.build_analytics(run)
     with psycopg.connect(run.pg_url) as conn:
         empty = [card.name for card in load_spec().cards if not conn.execute(card.sql).fetchall()]
-    # only the failures card is empty: the recorded validation passed
-    assert empty == ["Failing keys of the latest run"]
+        rejected = conn.execute("select count(*) from silver.rejected_phrases").fetchone()[0]
+    # empty: the failures card (the recorded validation passed) and the rejected card, as the
+    # chorales break no render rule (test_e2e_realworld checks that card's rows on messy files)
+    assert rejected == 0
+    assert empty == ["Failing keys of the latest run", "Rejected phrases by reason"]
 
 
 def test_load_renders_loads_only_new_parts_and_compaction_keeps_every_row(run):
