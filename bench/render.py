@@ -149,6 +149,22 @@ def _naive(phrases, voices, spec) -> tuple[dict, float, float]:
     return shas, len(shas) / (time.perf_counter() - wall), len(shas) / (time.process_time() - cpu)
 
 
+def _against_naive(path: dict, naive_wall: float, naive_cpu: float, audio_s: float) -> dict:
+    """The render path's rates, memo and real-time factor beside the naive loop's (one shape for every corpus)."""
+    return {
+        "phrases_per_s_per_core": round(path["per_cpu_s"], 1),
+        "phrases_per_s_per_core_wall": round(path["per_s"], 1),
+        "realtime_factor_per_core": round(path["per_cpu_s"] * audio_s, 1),
+        "memo_hit_rate": round(path["memo_hit_rate"], 4),
+        "baseline": {
+            "name": "naive: every note rendered afresh by dexed-py to the phrase end, mixed, FLAC-encoded",
+            "phrases_per_s_per_core": round(naive_cpu, 1),
+            "phrases_per_s_per_core_wall": round(naive_wall, 1),
+        },
+        "ratio": round(path["per_cpu_s"] / naive_cpu, 2),
+    }
+
+
 def _realworld(phrases, spec) -> dict:
     """The chorale headline on the real-world sample: render path against the naive loop."""
     if not phrases:
@@ -158,17 +174,8 @@ def _realworld(phrases, spec) -> dict:
     path = _render_path(phrases, voices, spec)
     audio_s = spec.total_samples / spec.sample_rate
     return {
-        "phrases_per_s_per_core": round(path["per_cpu_s"], 1),
-        "phrases_per_s_per_core_wall": round(path["per_s"], 1),
-        "realtime_factor_per_core": round(path["per_cpu_s"] * audio_s, 1),
-        "memo_hit_rate": round(path["memo_hit_rate"], 4),
+        **_against_naive(path, naive_wall, naive_cpu, audio_s),
         "engine_s_per_render": round(path["engine_s_per_render"], 2),
-        "baseline": {
-            "name": "naive: every note rendered afresh by dexed-py to the phrase end, mixed, FLAC-encoded",
-            "phrases_per_s_per_core": round(naive_cpu, 1),
-            "phrases_per_s_per_core_wall": round(naive_wall, 1),
-        },
-        "ratio": round(path["per_cpu_s"] / naive_cpu, 2),
         "identical_to_naive": all(path["shas"][k] == sha for k, sha in naive.items()),
         "compared_renders": len(naive),
         "renders": len(phrases) * len(voices),
@@ -232,16 +239,7 @@ def run() -> dict:
     audio_s = spec.total_samples / spec.sample_rate
     return {
         "name": "render",
-        "phrases_per_s_per_core": round(path["per_cpu_s"], 1),
-        "phrases_per_s_per_core_wall": round(path["per_s"], 1),
-        "realtime_factor_per_core": round(path["per_cpu_s"] * audio_s, 1),
-        "memo_hit_rate": round(path["memo_hit_rate"], 4),
-        "baseline": {
-            "name": "naive: every note rendered afresh by dexed-py to the phrase end, mixed, FLAC-encoded",
-            "phrases_per_s_per_core": round(naive_cpu, 1),
-            "phrases_per_s_per_core_wall": round(naive_wall, 1),
-        },
-        "ratio": round(path["per_cpu_s"] / naive_cpu, 2),
+        **_against_naive(path, naive_wall, naive_cpu, audio_s),
         "ratio_wall": round(path["per_s"] / naive_wall, 2),
         "partition_with_lake_writes": {
             "workers_1_phrases_per_s": round(one["per_s"], 1),
