@@ -1,4 +1,5 @@
-# The instance's identity: SSM Session Manager, and the lake bucket (and its key) only.
+# The instances' identities, the stack's and the workers' (workers.tf): SSM Session Manager,
+# and the lake bucket (and its key) only; the same policies attached to both roles.
 
 data "aws_iam_policy_document" "ec2_assume" {
   statement {
@@ -15,8 +16,21 @@ resource "aws_iam_role" "instance" {
   assume_role_policy = data.aws_iam_policy_document.ec2_assume.json
 }
 
+resource "aws_iam_role" "worker" {
+  name               = "${var.name}-worker"
+  assume_role_policy = data.aws_iam_policy_document.ec2_assume.json
+}
+
+locals {
+  roles = {
+    stack  = aws_iam_role.instance.name
+    worker = aws_iam_role.worker.name
+  }
+}
+
 resource "aws_iam_role_policy_attachment" "ssm_core" {
-  role       = aws_iam_role.instance.name
+  for_each   = local.roles
+  role       = each.value
   policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
 }
 
@@ -46,12 +60,18 @@ data "aws_iam_policy_document" "lake_access" {
 }
 
 resource "aws_iam_role_policy" "lake_access" {
-  name   = "${var.name}-lake-access"
-  role   = aws_iam_role.instance.id
-  policy = data.aws_iam_policy_document.lake_access.json
+  for_each = local.roles
+  name     = "${var.name}-${each.key}-lake-access"
+  role     = each.value
+  policy   = data.aws_iam_policy_document.lake_access.json
 }
 
 resource "aws_iam_instance_profile" "instance" {
   name = "${var.name}-instance"
   role = aws_iam_role.instance.name
+}
+
+resource "aws_iam_instance_profile" "worker" {
+  name = "${var.name}-worker"
+  role = aws_iam_role.worker.name
 }

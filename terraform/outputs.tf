@@ -32,3 +32,8 @@ output "ssm_session" {
   description = "Shell on the instance through SSM Session Manager (no SSH); the stack's .env is in /opt/dx7lake."
   value       = "aws ssm start-session --region ${var.region} --target ${aws_instance.stack.id}"
 }
+
+output "worker_ids" {
+  description = "The Celery worker instances (worker_count), each reachable through SSM Session Manager."
+  value       = aws_instance.worker[*].id
+}

@@ -52,6 +52,28 @@ variable "instance_type" {
   }
 }
 
+variable "worker_count" {
+  description = "Extra instances that run only a Celery worker against the main instance (0: the main instance runs every task, LocalExecutor)."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.worker_count >= 0 && var.worker_count <= 20 && floor(var.worker_count) == var.worker_count
+    error_message = "worker_count must be a whole number from 0 to 20."
+  }
+}
+
+variable "worker_instance_type" {
+  description = "EC2 instance type of each worker: rendering is CPU-bound, one process per core."
+  type        = string
+  default     = "c7i.xlarge"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9]+$", var.worker_instance_type))
+    error_message = "worker_instance_type must look like an EC2 type, e.g. c7i.xlarge."
+  }
+}
+
 variable "root_volume_gb" {
   description = "Size of the encrypted gp3 root volume in GiB (Docker images, Postgres, Airflow logs)."
   type        = number

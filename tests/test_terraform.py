@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from pathlib import Path
+import sys
+import tempfile
 
 import hcl2
 import pytest
@@ -60,11 +61,22 @@ def test_terraform_fmt_is_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize(("directory", "framework"), [("terraform", "terraform"), ("docker", "dockerfile")])
-def test_checkov_passes_and_every_skip_has_a_reason(directory, framework):
+@pytest.mark.parametrize(
+    ("directory", "framework", "tfvars"),
+    [
+        ("terraform", "terraform", None),
+        # the worker instances exist only with worker_count > 0: checkov sees them only then
+        ("terraform", "terraform", 'worker_count = 2\nallowed_cidr = "203.0.113.7/32"\n'),
+        ("docker", "dockerfile", None),
+    ],
+)
+def test_checkov_passes_and_every_skip_has_a_reason(directory, framework, tfvars, tmp_path):
     assert CHECKOV.exists(), "make test builds .venv-checkov (the Makefile target $(CHECKOV_VENV)/bin/checkov)"
     cmd = [str(CHECKOV), "--directory", str(REPO / directory), "--framework", framework]
     cmd += ["--skip-download", "--output", "json"]
+    if tfvars:
+        (tmp_path / "workers.tfvars").write_text(tfvars)
+        cmd += ["--var-file", str(tmp_path / "workers.tfvars")]
     result = subprocess.run(cmd, capture_output=True, text=True)
     report = json.loads(result.stdout)
     summary = report["summary"]
@@ -110,30 +122,46 @@ def test_lifecycle_aborts_stale_multipart_uploads(hcl):
 
 
 def test_instance_hardening(hcl):
-    instance = hcl["resource"]["aws_instance"]["stack"]
-    assert instance["ami"] == "${data.aws_ssm_parameter.ami.value}"
+    shared = hcl["locals"]["instance"]
+    assert shared["ami"] == "${data.aws_ssm_parameter.ami.value}"
     assert hcl["variable"]["ami_ssm_parameter"]["default"].startswith("/aws/service/")
-    metadata = _one(instance["metadata_options"])
-    assert metadata["http_tokens"] == "required"
-    root = _one(instance["root_block_device"])
-    assert root["volume_type"] == "gp3" and root["encrypted"] is True
-    assert "aws_iam_instance_profile.instance" in instance["iam_instance_profile"]
-    assert "key_name" not in instance  # no SSH key: Session Manager only
+    assert (shared["http_endpoint"], shared["http_tokens"]) == ("enabled", "required")
+    assert shared["root_volume_type"] == "gp3" and shared["root_encrypted"] is True
+    assert shared["monitoring"] is True and shared["ebs_optimized"] is True
+    instances = hcl["resource"]["aws_instance"]
+    assert set(instances) == {"stack", "worker"}
+    for name, instance in instances.items():
+        # every hardening value comes from the one shared local, none is restated
+        for key in ("ami", "subnet_id", "ebs_optimized", "monitoring"):
+            assert instance[key] == f"${{local.instance.{key}}}", (name, key)
+        metadata, root = _one(instance["metadata_options"]), _one(instance["root_block_device"])
+        assert metadata["http_tokens"] == "${local.instance.http_tokens}", name
+        assert root["encrypted"] == "${local.instance.root_encrypted}", name
+        assert all(str(v).startswith("${local.instance.") for v in [*metadata.values(), *root.values()]), name
+        assert "key_name" not in instance, name  # no SSH key: Session Manager only
+    assert "aws_iam_instance_profile.instance" in instances["stack"]["iam_instance_profile"]
+    assert "aws_iam_instance_profile.worker" in instances["worker"]["iam_instance_profile"]
     attach = hcl["resource"]["aws_iam_role_policy_attachment"]["ssm_core"]
     assert attach["policy_arn"].endswith(":iam::aws:policy/AmazonSSMManagedInstanceCore")
+    assert attach["for_each"] == "${local.roles}"
+    assert hcl["locals"]["roles"] == {"stack": "${aws_iam_role.instance.name}", "worker": "${aws_iam_role.worker.name}"}
 
 
 def test_security_group_opens_only_the_ui_ports_to_the_cidr_variable(hcl):
     assert hcl["locals"]["ui_ports"] == {"airflow": 8080, "metabase": 3000}
     assert set(hcl["locals"]["egress_ports"].values()) == {443, 80}
-    (ingress,) = hcl["resource"]["aws_vpc_security_group_ingress_rule"].values()
-    assert ingress["for_each"] == "${local.ui_ports}" and ingress["cidr_ipv4"] == "${var.allowed_cidr}"
-    assert ingress["from_port"] == ingress["to_port"] == "${each.value}" and ingress["ip_protocol"] == "tcp"
-    (egress,) = hcl["resource"]["aws_vpc_security_group_egress_rule"].values()
-    assert egress["for_each"] == "${local.egress_ports}" and egress["from_port"] == egress["to_port"] == "${each.value}"
+    ingress = hcl["resource"]["aws_vpc_security_group_ingress_rule"]
+    assert set(ingress) == {"ui", "from_workers"}  # from_workers: test_workers_reach_only_the_main_instance
+    ui = ingress["ui"]
+    assert ui["for_each"] == "${local.ui_ports}" and ui["cidr_ipv4"] == "${var.allowed_cidr}"
+    assert ui["from_port"] == ui["to_port"] == "${each.value}" and ui["ip_protocol"] == "tcp"
+    egress = hcl["resource"]["aws_vpc_security_group_egress_rule"]
+    for name in ("out", "worker_out"):
+        rule = egress[name]
+        assert rule["for_each"] == "${local.egress_ports}" and rule["from_port"] == rule["to_port"] == "${each.value}"
     assert "aws_security_group_rule" not in hcl["resource"]
-    sg = hcl["resource"]["aws_security_group"]["stack"]
-    assert "ingress" not in sg and "egress" not in sg
+    for sg in hcl["resource"]["aws_security_group"].values():
+        assert "ingress" not in sg and "egress" not in sg
 
 
 def test_instance_policy_reaches_only_the_lake_bucket_and_key(hcl):
@@ -145,7 +173,9 @@ def test_instance_policy_reaches_only_the_lake_bucket_and_key(hcl):
             assert "*" not in action, action
     actions = {a for s in policy["statement"] for a in s["actions"]}
     assert actions >= {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject"}
-    assert "aws_iam_policy_document.lake_access" in hcl["resource"]["aws_iam_role_policy"]["lake_access"]["policy"]
+    lake_access = hcl["resource"]["aws_iam_role_policy"]["lake_access"]
+    assert "aws_iam_policy_document.lake_access" in lake_access["policy"]
+    assert lake_access["for_each"] == "${local.roles}" and lake_access["role"] == "${each.value}"  # workers too
 
 
 def test_user_data_installs_docker_and_starts_the_stack_on_the_bucket(hcl):
@@ -153,7 +183,8 @@ def test_user_data_installs_docker_and_starts_the_stack_on_the_bucket(hcl):
     assert "user_data.sh.tftpl" in instance["user_data"] and "local.lake_uri" in instance["user_data"]
     script = (TF / "user_data.sh.tftpl").read_text()
     assert re.search(r"apt-get install .*docker\.io .*docker-compose-v2", script)
-    assert "DX7LAKE_LAKE=${lake_uri}" in script and '"COMPOSE_PROFILES="' in script
+    assert "DX7LAKE_LAKE=${lake_uri}" in script
+    assert '"COMPOSE_PROFILES=${worker_count > 0 ? "celery" : ""}"' in script
     assert "make_env.py" in script and script.rstrip().endswith("docker compose up -d --build")
     assert not re.search(r"(?i)(password|secret)[A-Z_]*=", script)
 
@@ -181,6 +212,115 @@ def test_terraform_files_are_all_read():
         "s3.tf",
         "iam.tf",
         "ec2.tf",
+        "workers.tf",
         "outputs.tf",
     }
-    assert Path(TF / "user_data.sh.tftpl").exists()
+    assert {p.name for p in TF.glob("*.tftpl")} == {"user_data.sh.tftpl", "worker_user_data.sh.tftpl"}
+
+
+def test_workers_reach_only_the_main_instance(hcl):
+    """worker_count instances; their group admits nothing, the main group admits the workers'
+    three ports from the worker group alone, and the workers go nowhere else but out to 443/80."""
+    variable = hcl["variable"]["worker_count"]
+    assert variable["default"] == 0 and variable["type"] == "number" and variable["validation"]
+    worker = hcl["resource"]["aws_instance"]["worker"]
+    assert worker["count"] == "${var.worker_count}"
+    assert worker["vpc_security_group_ids"] == ["${aws_security_group.worker.id}"]
+    assert hcl["locals"]["worker_ports"] == {"postgres": 5432, "redis": 6379, "execution_api": 8080}
+    ingress = hcl["resource"]["aws_vpc_security_group_ingress_rule"]
+    assert not [r for r in ingress.values() if "aws_security_group.worker" in r["security_group_id"]]
+    opened = ingress["from_workers"]
+    assert opened["for_each"] == "${var.worker_count > 0 ? local.worker_ports : {}}"
+    assert opened["security_group_id"] == "${aws_security_group.stack.id}"
+    assert opened["referenced_security_group_id"] == "${aws_security_group.worker.id}" and "cidr_ipv4" not in opened
+    egress = hcl["resource"]["aws_vpc_security_group_egress_rule"]
+    to_stack = egress["to_stack"]
+    assert to_stack["for_each"] == "${local.worker_ports}"
+    assert to_stack["security_group_id"] == "${aws_security_group.worker.id}"
+    assert to_stack["referenced_security_group_id"] == "${aws_security_group.stack.id}"
+    assert egress["worker_out"]["security_group_id"] == "${aws_security_group.worker.id}"
+    assert set(egress) == {"out", "worker_out", "to_stack"}
+    # the stack's secrets: written by the main instance's role only when there are workers, read by the workers'
+    policies = hcl["resource"]["aws_iam_role_policy"]
+    assert policies["stack_env_write"]["role"] == "${aws_iam_role.instance.id}"
+    assert policies["stack_env_write"]["count"] == "${var.worker_count > 0 ? 1 : 0}"
+    assert policies["stack_env_read"]["role"] == "${aws_iam_role.worker.id}"
+    documents = hcl["data"]["aws_iam_policy_document"]
+    for name, action in (("stack_env_write", "ssm:PutParameter"), ("stack_env_read", "ssm:GetParameter")):
+        (statement,) = documents[name]["statement"]
+        assert (statement["actions"], statement["resources"]) == ([action], ["${local.stack_env_arn}"])
+
+
+def _render(template: str, variables: dict) -> str:
+    """The template as Terraform renders it: ``templatefile`` in ``terraform console``, which
+    needs no provider (and so no ``terraform init``)."""
+    binary = require_tool("terraform", None)
+    args = ", ".join(f"{k} = {json.dumps(v)}" for k, v in variables.items())
+    expression = f'templatefile("{TF / template}", {{{args}}})'
+    with tempfile.TemporaryDirectory() as empty:  # no configuration: nothing to initialise
+        out = subprocess.run([binary, "console"], input=expression, capture_output=True, text=True, cwd=empty)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout.strip()
+    assert text.startswith("<<EOT") and text.endswith("EOT"), text[:200]
+    return text[len("<<EOT") :].strip("\n")[: -len("EOT")]
+
+
+def test_worker_user_data_starts_a_celery_worker_on_the_main_instances_broker(hcl, tmp_path):
+    worker = hcl["resource"]["aws_instance"]["worker"]
+    assert "worker_user_data.sh.tftpl" in worker["user_data"]
+    assert "main_host = aws_instance.stack.private_ip" in worker["user_data"]
+    main_ip, parameter = "10.0.1.5", "/dx7lake/stack-env"
+    script = _render(
+        "worker_user_data.sh.tftpl",
+        {
+            "repo_url": "https://example.org/dx7lake.git",
+            "repo_ref": "main",
+            "region": "eu-west-1",
+            "main_host": main_ip,
+            "worker_name": "dx7lake-worker-1",
+            "stack_env_parameter": parameter,
+        },
+    )
+    assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
+    assert script.rstrip().endswith("dx7lake-airflow:local airflow celery worker")
+    # the secrets part of the script, run on a real .env as the main instance writes it
+    # (docker/make_env.py), with the SSM read replaced by that file
+    start, end = script.index("set +x"), script.index("rm stack.env")
+    secrets_part = script[start:end].replace(f'--name "{parameter}"', "")
+    assert "until aws ssm get-parameter" in secrets_part
+    secrets_part = secrets_part[: secrets_part.index("until")] + secrets_part[secrets_part.index("done") + 4 :]
+    subprocess.run(
+        [sys.executable, str(REPO / "docker" / "make_env.py"), "--file", str(tmp_path / "stack.env")], check=True
+    )
+    stack = dict(line.split("=", 1) for line in (tmp_path / "stack.env").read_text().splitlines() if "=" in line)
+    subprocess.run(["bash", "-euo", "pipefail", "-c", secrets_part], cwd=tmp_path, check=True)
+    env = dict(line.split("=", 1) for line in (tmp_path / "worker.env").read_text().splitlines())
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == f"redis://:{stack['REDIS_PASSWORD']}@{main_ip}:6379/0"
+    airflow_db = f"airflow:{stack['AIRFLOW_DB_PASSWORD']}@{main_ip}:5432/airflow"
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"postgresql+psycopg2://{airflow_db}"
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == f"db+postgresql://{airflow_db}"
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == f"http://{main_ip}:8080/execution/"
+    assert env["DX7LAKE_PG_URL"] == f"postgresql://warehouse:{stack['WAREHOUSE_DB_PASSWORD']}@{main_ip}:5432/warehouse"
+    assert env["AIRFLOW_CONN_AWS_DEFAULT"] == stack["AIRFLOW_CONN_AWS_DEFAULT"]  # JSON, taken literally
+    for name in ("AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY"):
+        assert stack[name] in env.values(), name
+    assert env["DX7LAKE_WORKER_NAME"] == "dx7lake-worker-1"
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_main_user_data_opens_the_stack_to_workers_only_when_there_are_some(workers):
+    script = _render(
+        "user_data.sh.tftpl",
+        {
+            "repo_url": "https://example.org/dx7lake.git",
+            "repo_ref": "main",
+            "lake_uri": "s3://b/lake",
+            "region": "eu-west-1",
+            "worker_count": workers,
+            "stack_env_parameter": "/dx7lake/stack-env",
+        },
+    )
+    assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
+    assert f'"DX7LAKE_WORKERS={workers + 1}"' in script
+    assert ('"COMPOSE_PROFILES=celery"' in script) == ('"AIRFLOW_EXECUTOR=CeleryExecutor"' in script) == (workers > 0)
+    assert ("aws ssm put-parameter" in script) == ('ports: ["6379:6379"]' in script) == (workers > 0)
