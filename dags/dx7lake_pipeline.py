@@ -42,6 +42,8 @@ def timeout(stage: str):
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    # Airflow's default of 16 running tasks per DAG would cap the pools on many workers
+    max_active_tasks=max(16, *(pool["slots"] for pool in SETTINGS.pools.values())),
     tags=["dx7lake"],
     dagrun_timeout=SETTINGS.dagrun_timeout,
     on_failure_callback=_mark_run_failed,

@@ -97,17 +97,25 @@ def test_the_failure_policy_follows_the_environment_the_dag_is_parsed_in():
         'print(json.dumps({"errors"',
         'd = bag.dags["dx7lake"]; r = d.get_task("render"); b = d.get_task("dbt_silver.phrases.run")\n'
         'print(json.dumps({"render": r.execution_timeout.total_seconds(), "retries": r.retries,'
-        ' "run": d.dagrun_timeout.total_seconds(), "dbt": b.execution_timeout.total_seconds()}))\n'
+        ' "run": d.dagrun_timeout.total_seconds(), "dbt": b.execution_timeout.total_seconds(),'
+        ' "tasks": d.max_active_tasks}))\n'
         'print(json.dumps({"errors"',
     )
     env = os.environ | {
         "DX7LAKE_TASK_TIMEOUTS": "render=5m,dbt=90s",
         "DX7LAKE_TASK_RETRIES": "4",
         "DX7LAKE_DAGRUN_TIMEOUT": "3h",
+        "DX7LAKE_WORKERS": "6",  # extract pool: 6 × 4 slots, more than Airflow's 16 per DAG
     }
     out = subprocess.run([sys.executable, "-c", parse % str(REPO / "dags")], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout.strip().splitlines()[-2]) == {"render": 300, "retries": 4, "run": 10800, "dbt": 90}
+    assert json.loads(out.stdout.strip().splitlines()[-2]) == {
+        "render": 300,
+        "retries": 4,
+        "run": 10800,
+        "dbt": 90,
+        "tasks": 24,
+    }
 
 
 def test_pools_are_created_with_slots_from_settings(airflow_db):
