@@ -100,3 +100,18 @@ def test_the_cli_passes_options_instead_of_writing_the_environment(tmp_path, cap
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["lake_uri"] == "s3://bucket/x" and out["home"] == str(tmp_path.resolve())
     assert dict(os.environ) == before
+
+
+def test_failure_policy_settings_parse_durations_and_stage_timeouts():
+    from datetime import timedelta
+
+    env = {"DX7LAKE_TASK_TIMEOUTS": "render=90m, dbt=45", "DX7LAKE_RETRY_DELAY": "2m", "DX7LAKE_DAGRUN_TIMEOUT": "1d"}
+    settings = load_settings(env=env)
+    assert settings.task_timeout("render") == timedelta(minutes=90)
+    assert settings.task_timeout("dbt") == timedelta(seconds=45)  # a bare number is seconds
+    assert settings.task_timeout("extract") == timedelta(hours=2)  # not named: its default
+    assert (settings.retry_delay, settings.dagrun_timeout) == (timedelta(minutes=2), timedelta(days=1))
+    with pytest.raises(ValueError, match="unknown stage 'rendr'"):
+        load_settings(env={"DX7LAKE_TASK_TIMEOUTS": "rendr=1h"})
+    with pytest.raises(ValueError, match="positive"):
+        load_settings(env={"DX7LAKE_DAGRUN_TIMEOUT": "0h"})

@@ -10,7 +10,9 @@ run must also have changed that state, so the comparison cannot pass on a stage 
 nothing. What a retry may change is only the timing of its own bookkeeping rows
 (timestamps, seconds, throughput), which the snapshot leaves out, and the figures of the
 render attempt that succeeded in ``ops.render_stats``: a retry after a finished attempt
-renders nothing and reuses every object, which the test asserts instead.
+renders nothing and reuses every object, which the test asserts instead. The Metabase task
+(skipped without METABASE_URL) is proved idempotent in tests/test_metabase.py, against a
+stand-in of its API: provisioning twice creates everything once.
 """
 
 from __future__ import annotations

@@ -33,6 +33,19 @@ def test_worker_count_is_the_affinity_capped_by_config():
         load_settings(env={"DX7LAKE_RENDER_WORKERS": "0"})
 
 
+def test_a_render_task_takes_its_share_of_the_workers_cores():
+    """Render tasks per worker split its cores (at least one each); a configured count wins."""
+    from dx7lake.config import load_settings
+
+    cores = len(os.sched_getaffinity(0))
+    settings = load_settings(env={"DX7LAKE_RENDER_TASKS_PER_WORKER": "2", "DX7LAKE_WORKERS": "3"})
+    assert worker_count(settings.render_workers, settings.render_tasks_per_worker) == max(1, cores // 2)
+    assert worker_count(None, cores * 4) == 1 and worker_count(1, 2) == 1
+    assert settings.pools["dx7lake_render"]["slots"] == 6 and settings.pools["dx7lake_extract"]["slots"] == 12
+    with pytest.raises(ValueError, match="DX7LAKE_WORKERS must be at least 1"):
+        load_settings(env={"DX7LAKE_WORKERS": "0"})
+
+
 def test_pool_results_come_back_in_job_order_from_other_processes():
     out = list(ordered_map(_job, range(40), workers=2, initializer=_init, initargs=(1000,), in_flight=3))
     assert [n for n, _ in out] == [1000 + i for i in range(40)]
