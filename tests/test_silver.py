@@ -11,12 +11,13 @@ import hashlib
 from collections import defaultdict
 
 import psycopg
+import pyarrow as pa
 import pytest
 
 from bench.synthetic import partitions, synthetic_notes
 from conftest import build_silver, new_database
 from dx7lake import stages
-from dx7lake.bronze import read_bronze_partition
+from dx7lake.bronze import BRONZE_SCHEMA, read_bronze_partition, set_type_of
 from dx7lake.config import load_settings
 from dx7lake.lake import open_lake
 from dx7lake.warehouse import load as warehouse
@@ -165,6 +166,7 @@ def silver_snapshot(url: str) -> dict[str, set[tuple]]:
                     (name,),
                 )
             ]
+            cols = [c for c in cols if c not in ("built_at", "loaded_at")]  # when, not what: a full refresh differs
             out[name] = {tuple(map(repr, r)) for r in conn.execute(f"select {', '.join(cols)} from silver.{name}")}
     return out
 
@@ -205,3 +207,81 @@ def test_incremental_build_equals_a_full_refresh(pg_url):
     assert max(m for _, m in stats.values()) > 1
     assert got == splits
     assert moved == sum(1 for v in expected.values() if splits[v["content_hash"]] != v["song"][1]) > 0
+
+
+def hand_song(tag: str, split: str, notes: list[tuple[float, float, int, int]]) -> pa.Table:
+    """Bronze rows of a one-track song in ``split`` (its midi_id is drawn until the split fits)."""
+    midi_id = next(
+        m for i in range(1000) if set_type_of(m := hashlib.md5(f"hand:{tag}:{i}".encode()).hexdigest()) == split
+    )
+    track_id = f"{midi_id[:16]}00000"
+    rows = [
+        {
+            "midi_id": midi_id,
+            "track_id": track_id,
+            "message_id": f"{track_id}{i:06x}",
+            "start_time": start,
+            "duration": duration,
+            "velocity": velocity,
+            "note": pitch,
+            "set_type": split,
+            "p": midi_id[0],
+            "channel": 0,
+            "program": 0,
+            "is_drum": False,
+            "track_index": 0,
+            "start_seconds": start / 2,
+            "duration_seconds": duration / 2,
+            "source_key": f"hand/{tag}.mid",
+        }
+        for i, (start, duration, velocity, pitch) in enumerate(notes)
+    ]
+    return pa.Table.from_pylist(rows, schema=BRONZE_SCHEMA)
+
+
+def test_a_new_train_song_moves_an_older_test_phrase_to_train(pg_url):
+    """Worked by hand. A: test song T plays content X in its first window and Y in its
+    second; validate song V plays Y (so Y is test, V's phrase moved). B: train song R plays
+    X: the incremental build moves T's first phrase (and X) to train, leaves Y in test, and
+    ends where a full refresh ends."""
+    x, y = [(0.0, 1.0, 80, 60), (1.0, 1.0, 80, 64)], [(0.0, 1.0, 80, 67)]
+    at = lambda notes, bucket: [(s + 4 * bucket, d, v, n) for s, d, v, n in notes]  # noqa: E731
+    t = hand_song("T", "test", at(x, 0) + at(y, 1))
+    v = hand_song("V", "validate", at(y, 3))
+    r = hand_song("R", "train", at(x, 2) + at([(0.5, 2.0, 90, 72)], 5))
+    song = {name: table.column("midi_id")[0].as_py() for name, table in (("T", t), ("V", v), ("R", r))}
+
+    def load(name: str, table: pa.Table, run: str) -> None:
+        with psycopg.connect(pg_url) as conn:
+            schema.ensure_schema(conn)
+            warehouse.load_bronze_part(conn, song[name][0], f"part-{name}", table, run)
+
+    def state() -> tuple[dict, dict, dict]:
+        with psycopg.connect(pg_url) as conn:
+            phrases = {(m, b): st for m, b, st in conn.execute("select midi_id, bucket, set_type from silver.phrases")}
+            moved = dict(conn.execute("select midi_id, n_phrases_moved from silver.song_summary"))
+            moves = {(f, t): n for f, t, n, *_ in conn.execute("select * from silver.split_moves")}
+        return phrases, moved, moves
+
+    load("T", t, "run-a")
+    load("V", v, "run-a")
+    run_dbt(["build", "--quiet"], url=pg_url)
+    phrases, moved, moves = state()
+    assert phrases == {(song["T"], 0): "test", (song["T"], 1): "test", (song["V"], 3): "test"}
+    assert moved == {song["T"]: 0, song["V"]: 1} and moves == {("validate", "test"): 1}
+
+    load("R", r, "run-b")
+    run_dbt(["build", "--quiet"], url=pg_url)
+    phrases, moved, moves = state()
+    assert phrases == {
+        (song["T"], 0): "train",
+        (song["T"], 1): "test",
+        (song["V"], 3): "test",
+        (song["R"], 2): "train",
+        (song["R"], 5): "train",
+    }
+    assert moved == {song["T"]: 1, song["V"]: 1, song["R"]: 0}
+    assert moves == {("validate", "test"): 1, ("test", "train"): 1}
+    incremental = silver_snapshot(pg_url)
+    run_dbt(["build", "--quiet", "--full-refresh"], url=pg_url)
+    assert silver_snapshot(pg_url) == incremental
