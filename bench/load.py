@@ -1,12 +1,13 @@
 """Load and dbt benchmark on synthetic scale-up notes in a throwaway embedded Postgres.
 
-- load: the production partition load (COPY into a temp table, delete-and-insert in one
-  transaction, stats row) against a bare COPY of the same CSV into a twin of
-  raw.detailed_notes (same keys and indexes), one transaction per partition, same run.
+- load: the production part load (COPY into a temp table, delete-and-insert of its files,
+  ledger and stats rows in one transaction; here one part per partition) against a bare
+  COPY of the same CSV into a twin of raw.detailed_notes (same keys and indexes), one
+  transaction per partition, same run.
   The CSV COPY itself is also timed against the row-by-row COPY it replaced
   (``to_pylist()`` + ``write_row``), both into the same temporary table.
 - dbt: a full ``dbt build`` (models, data tests, unit tests) per million notes, against
-  the incremental build after one partition is reloaded.
+  the incremental build after one part is reloaded.
 
 ``DX7LAKE_BENCH_NOTES`` sets the size (default about 300k notes, a few minutes on 2 cores).
 """
@@ -73,7 +74,7 @@ def run() -> dict:
 
                 def load(run_id: str) -> None:
                     for p, table in parts.items():
-                        warehouse.load_bronze_partition(conn, p, table, run_id)
+                        warehouse.load_bronze_part(conn, p, f"part-{p}", table, run_id)
 
                 # alternate, into the same empty state each time, and keep the best of two
                 copy_s, load_s = [], []
@@ -86,7 +87,7 @@ def run() -> dict:
             full_s = _seconds(lambda: run_dbt(["build", "--quiet", "--full-refresh"], url=url))
             reload_p = sorted(parts)[0]
             with psycopg.connect(url) as conn:
-                warehouse.load_bronze_partition(conn, reload_p, parts[reload_p], "bench-reload")
+                warehouse.load_bronze_part(conn, reload_p, f"part-{reload_p}", parts[reload_p], "bench-reload")
             incremental_s = _seconds(lambda: run_dbt(["build", "--quiet"], url=url))
         finally:
             server.cleanup()
@@ -98,7 +99,7 @@ def run() -> dict:
         "rows_per_s": round(load_rate),
         "baseline": {"name": "bare COPY of the same CSV into a twin table", "rows_per_s": round(copy_rate)},
         "ratio": round(load_rate / copy_rate, 2),
-        "rerun_rows_per_s": round(rows / rerun_s),  # replacing partitions that hold the same rows
+        "rerun_rows_per_s": round(rows / rerun_s),  # replacing parts that hold the same rows
         "csv_copy_rows_per_s": round(rows / csv_s),
         "row_by_row_copy_rows_per_s": round(rows / rowwise_s),
         "csv_over_row_by_row": round(rowwise_s / csv_s, 2),
@@ -106,7 +107,7 @@ def run() -> dict:
         "partitions": len(parts),
         "dbt_build_s_per_million_notes": round(full_s * per_million, 1),
         "dbt_baseline": {
-            "name": f"incremental dbt build after reloading 1 of {len(parts)} partitions",
+            "name": f"incremental dbt build after reloading 1 of {len(parts)} parts",
             "s_per_million_notes": round(incremental_s * per_million, 1),
         },
         "dbt_full_over_incremental": round(full_s / incremental_s, 2),

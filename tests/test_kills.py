@@ -128,14 +128,15 @@ def bronze_state(settings) -> tuple[Counter, set, list]:
 
 
 def raw_state(settings) -> dict[str, Counter]:
+    """Rows of raw.detailed_notes by file (midi_id): each row's message id and how often it is there."""
     with psycopg.connect(settings.pg_url) as conn:
         if not conn.execute("select to_regclass('raw.detailed_notes')").fetchone()[0]:
             return {}
-        rows = conn.execute("select p, message_id from raw.detailed_notes").fetchall()
-    by_p: dict[str, Counter] = {}
-    for p, message_id in rows:
-        by_p.setdefault(p, Counter())[message_id] += 1
-    return by_p
+        rows = conn.execute("select midi_id, message_id from raw.detailed_notes").fetchall()
+    by_file: dict[str, Counter] = {}
+    for midi_id, message_id in rows:
+        by_file.setdefault(midi_id, Counter())[message_id] += 1
+    return by_file
 
 
 def gold_state(settings) -> dict[tuple[str, int], set]:
@@ -218,8 +219,8 @@ def test_killed_extract_and_load_leave_nothing_half_visible_and_reruns_match(hom
     assert sum(map(len, loaded.values())) == len(rows)
 
     def load_consistent(state) -> None:
-        for p, ids in state.items():  # a partition is whole or absent, never a mix
-            assert ids == loaded[p], f"raw partition {p} is half-loaded or holds duplicates"
+        for midi_id, ids in state.items():  # a file is whole or absent (bronze parts load whole)
+            assert ids == loaded[midi_id], f"raw rows of {midi_id} are half-loaded or hold duplicates"
 
     killed = kill_then_rerun("load", killed_home, seconds, lambda: raw_state(killed_home), load_consistent)
     assert raw_state(killed_home) == loaded

@@ -11,12 +11,13 @@ import hashlib
 from collections import defaultdict
 
 import psycopg
+import pyarrow as pa
 import pytest
 
 from bench.synthetic import partitions, synthetic_notes
 from conftest import build_silver, new_database
 from dx7lake import stages
-from dx7lake.bronze import read_bronze_partition
+from dx7lake.bronze import BRONZE_SCHEMA, read_bronze_partition, set_type_of
 from dx7lake.config import load_settings
 from dx7lake.lake import open_lake
 from dx7lake.warehouse import load as warehouse
@@ -148,43 +149,54 @@ def test_no_content_is_in_two_splits_and_moves_are_counted(built):
     assert counted == per_song == moved
 
 
+SILVER_TABLES = ("phrases", "phrase_contents", "phrase_stats", "rejected_phrases", "track_summary", "song_summary")
+SILVER_TABLES += ("split_moves",)
+
+
+def silver_snapshot(url: str) -> dict[str, set[tuple]]:
+    """Every silver table as a set of rows (columns in name order)."""
+    out = {}
+    with psycopg.connect(url) as conn:
+        for name in SILVER_TABLES:
+            cols = [
+                c
+                for (c,) in conn.execute(
+                    "select column_name from information_schema.columns where table_schema = 'silver'"
+                    " and table_name = %s order by column_name",
+                    (name,),
+                )
+            ]
+            cols = [c for c in cols if c not in ("built_at", "loaded_at")]  # when, not what: a full refresh differs
+            out[name] = {tuple(map(repr, r)) for r in conn.execute(f"select {', '.join(cols)} from silver.{name}")}
+    return out
+
+
 def test_incremental_build_equals_a_full_refresh(pg_url):
-    """Reload one partition with other songs, empty one and add one: the incremental build
-    rebuilds just those partitions and ends where a full refresh ends."""
+    """Songs A, build; then songs B, as new parts of partitions A has and of one it has not,
+    build again: every silver table equals a full refresh on A + B, and the rule in Python."""
     first, second = synthetic_notes(96, motifs=60), synthetic_notes(96, motifs=60, seed=1)
     old, new = partitions(first), partitions(second)
     # split is a function of midi_id and so is p: 0-c hold train songs, d test, e-f validate
-    keep, emptied, reload, add = ["0", "1"], "2", "d", "f"
+    keep, grow, add = ["0", "1", "2"], ["d", "3"], "f"
     with psycopg.connect(pg_url) as conn:
         schema.ensure_schema(conn)
-        for p in [*keep, emptied, reload]:
-            warehouse.load_bronze_partition(conn, p, old[p], "run-1")
+        for p in [*keep, *grow]:
+            warehouse.load_bronze_part(conn, p, "part-a", old[p], "run-1")
     run_dbt(["build", "--quiet"], url=pg_url)
-
-    def snapshot() -> tuple[list, list]:
-        with psycopg.connect(pg_url) as conn:
-            phrases = conn.execute("select * from silver.phrases order by phrase_id").fetchall()
-            loaded = conn.execute(
-                "select bronze_p, min(loaded_at) from intermediate.int_phrases group by bronze_p order by bronze_p"
-            ).fetchall()
-        return phrases, loaded
-
-    _, loaded_before = snapshot()
     with psycopg.connect(pg_url) as conn:
-        warehouse.load_bronze_partition(conn, reload, new[reload], "run-2")
-        warehouse.load_bronze_partition(conn, add, new[add], "run-2")
-        warehouse.load_bronze_partition(conn, emptied, None, "run-2")
+        for p in [*grow, add]:
+            warehouse.load_bronze_part(conn, p, "part-b", new[p], "run-2")
     run_dbt(["build", "--quiet"], url=pg_url)
-    incremental, loaded_after = snapshot()
+    incremental = silver_snapshot(pg_url)
     run_dbt(["build", "--quiet", "--full-refresh"], url=pg_url)
-    full, _ = snapshot()
+    full = silver_snapshot(pg_url)
 
-    assert incremental == full
-    unchanged = dict(loaded_before)
-    assert [(p, t) for p, t in loaded_after if p in keep] == [(p, unchanged[p]) for p in keep]
-    assert {p for p, _ in loaded_after} == {*keep, reload, add}
+    assert all(incremental[name] for name in SILVER_TABLES if name != "rejected_phrases")  # none breaks a rule
+    for name in SILVER_TABLES:
+        assert incremental[name] == full[name], name
 
-    rows = [r for p in (*keep, reload, add) for r in (new if p in (reload, add) else old)[p].to_pylist()]
+    rows = [r for p in (*keep, *grow) for r in old[p].to_pylist()]
+    rows += [r for p in (*grow, add) for r in new[p].to_pylist()]
     expected = python_phrases(rows)
     splits = content_splits(expected)
     with psycopg.connect(pg_url) as conn:
@@ -195,3 +207,81 @@ def test_incremental_build_equals_a_full_refresh(pg_url):
     assert max(m for _, m in stats.values()) > 1
     assert got == splits
     assert moved == sum(1 for v in expected.values() if splits[v["content_hash"]] != v["song"][1]) > 0
+
+
+def hand_song(tag: str, split: str, notes: list[tuple[float, float, int, int]]) -> pa.Table:
+    """Bronze rows of a one-track song in ``split`` (its midi_id is drawn until the split fits)."""
+    midi_id = next(
+        m for i in range(1000) if set_type_of(m := hashlib.md5(f"hand:{tag}:{i}".encode()).hexdigest()) == split
+    )
+    track_id = f"{midi_id[:16]}00000"
+    rows = [
+        {
+            "midi_id": midi_id,
+            "track_id": track_id,
+            "message_id": f"{track_id}{i:06x}",
+            "start_time": start,
+            "duration": duration,
+            "velocity": velocity,
+            "note": pitch,
+            "set_type": split,
+            "p": midi_id[0],
+            "channel": 0,
+            "program": 0,
+            "is_drum": False,
+            "track_index": 0,
+            "start_seconds": start / 2,
+            "duration_seconds": duration / 2,
+            "source_key": f"hand/{tag}.mid",
+        }
+        for i, (start, duration, velocity, pitch) in enumerate(notes)
+    ]
+    return pa.Table.from_pylist(rows, schema=BRONZE_SCHEMA)
+
+
+def test_a_new_train_song_moves_an_older_test_phrase_to_train(pg_url):
+    """Worked by hand. A: test song T plays content X in its first window and Y in its
+    second; validate song V plays Y (so Y is test, V's phrase moved). B: train song R plays
+    X: the incremental build moves T's first phrase (and X) to train, leaves Y in test, and
+    ends where a full refresh ends."""
+    x, y = [(0.0, 1.0, 80, 60), (1.0, 1.0, 80, 64)], [(0.0, 1.0, 80, 67)]
+    at = lambda notes, bucket: [(s + 4 * bucket, d, v, n) for s, d, v, n in notes]  # noqa: E731
+    t = hand_song("T", "test", at(x, 0) + at(y, 1))
+    v = hand_song("V", "validate", at(y, 3))
+    r = hand_song("R", "train", at(x, 2) + at([(0.5, 2.0, 90, 72)], 5))
+    song = {name: table.column("midi_id")[0].as_py() for name, table in (("T", t), ("V", v), ("R", r))}
+
+    def load(name: str, table: pa.Table, run: str) -> None:
+        with psycopg.connect(pg_url) as conn:
+            schema.ensure_schema(conn)
+            warehouse.load_bronze_part(conn, song[name][0], f"part-{name}", table, run)
+
+    def state() -> tuple[dict, dict, dict]:
+        with psycopg.connect(pg_url) as conn:
+            phrases = {(m, b): st for m, b, st in conn.execute("select midi_id, bucket, set_type from silver.phrases")}
+            moved = dict(conn.execute("select midi_id, n_phrases_moved from silver.song_summary"))
+            moves = {(f, t): n for f, t, n, *_ in conn.execute("select * from silver.split_moves")}
+        return phrases, moved, moves
+
+    load("T", t, "run-a")
+    load("V", v, "run-a")
+    run_dbt(["build", "--quiet"], url=pg_url)
+    phrases, moved, moves = state()
+    assert phrases == {(song["T"], 0): "test", (song["T"], 1): "test", (song["V"], 3): "test"}
+    assert moved == {song["T"]: 0, song["V"]: 1} and moves == {("validate", "test"): 1}
+
+    load("R", r, "run-b")
+    run_dbt(["build", "--quiet"], url=pg_url)
+    phrases, moved, moves = state()
+    assert phrases == {
+        (song["T"], 0): "train",
+        (song["T"], 1): "test",
+        (song["V"], 3): "test",
+        (song["R"], 2): "train",
+        (song["R"], 5): "train",
+    }
+    assert moved == {song["T"]: 1, song["V"]: 1, song["R"]: 0}
+    assert moves == {("validate", "test"): 1, ("test", "train"): 1}
+    incremental = silver_snapshot(pg_url)
+    run_dbt(["build", "--quiet", "--full-refresh"], url=pg_url)
+    assert silver_snapshot(pg_url) == incremental

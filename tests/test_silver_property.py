@@ -146,7 +146,7 @@ def test_adversarial_note_tables_build_and_render(pg_server, songs):
     with psycopg.connect(url) as conn:
         schema.ensure_schema(conn)
         for p, part in partitions(table).items():
-            load.load_bronze_partition(conn, p, part, "property")
+            load.load_bronze_part(conn, p, "part-property", part, "property")
     run_dbt(["build", "--quiet", "--exclude", "path:models/analytics"], url=url)  # raises on any failing test
 
     expected = python_phrases(table.to_pylist())

@@ -78,11 +78,10 @@ def bronze_partitions(settings: Settings) -> list[str]:
 
 @_timed
 def load_partition(settings: Settings, p: str, run_id: str) -> dict:
-    """Raw: replace one bronze partition in raw.detailed_notes."""
-    table = bronze.read_bronze_partition(lake_of(settings), p)
+    """Raw: the bronze parts of partition ``p`` not yet in raw.detailed_notes."""
     with connect(settings) as conn:
         schema.ensure_schema(conn)
-        return warehouse.load_bronze_partition(conn, p, table, run_id)
+        return warehouse.load_new_bronze_parts(conn, lake_of(settings), p, run_id)
 
 
 @_timed

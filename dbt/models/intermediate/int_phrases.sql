@@ -5,59 +5,41 @@
 -- recompute it. p = first 32 bits of the hash modulo the partition count: it depends on
 -- the content alone and never moves when more songs arrive.
 --
--- Incremental by bronze partition: a run rebuilds only the partitions loaded since the
--- last one (their latest ops.load_stats row is newer than what this table holds), the same
--- replace-a-partition rule as the raw load: the pre-hook drops their old phrases (also
--- when a partition was reloaded empty), then the new ones are appended, in one transaction.
-{#- raw: a hook is rendered when it runs, where is_incremental() and this are known -#}
-{% set drop_reloaded_partitions %}{% raw %}
-    {% if is_incremental() %}
-    delete from {{ this }} as t
-    using (
-        select p, max(loaded_at) as loaded_at from {{ ref('stg_load_stats') }} group by p
-    ) as l
-    where l.p = t.bronze_p and l.loaded_at > t.loaded_at
-    {% endif %}
-{% endraw %}{% endset %}
+-- Incremental by file: a run takes the files of bronze parts loaded since this table last
+-- saw them (a file whose ledger loaded_at is newer than its phrases' here, or that has none)
+-- and replaces their phrases (delete+insert by midi_id), so a part loaded again replaces its
+-- files' phrases and never duplicates them. built_at marks the run that (re)built a row:
+-- the marts take the phrases built since their own newest built_at.
 {{
     config(
         materialized='incremental',
-        incremental_strategy='append',
-        pre_hook=drop_reloaded_partitions,
+        incremental_strategy='delete+insert',
+        unique_key='midi_id',
         on_schema_change='fail',
         indexes=[
             {'columns': ['phrase_id'], 'unique': true},
             {'columns': ['content_hash']},
-            {'columns': ['bronze_p']},
+            {'columns': ['midi_id']},
+            {'columns': ['built_at']},
         ],
     )
 }}
 
-with partition_loads as (
-    select p as bronze_p, max(loaded_at) as loaded_at
-    from {{ ref('stg_load_stats') }}
-    group by p
-),
-
-{% if is_incremental() %}
-changed as (
-    select l.bronze_p, l.loaded_at
-    from partition_loads as l
+with files as (
+    select midi_id, loaded_at
+    from {{ ref('stg_loaded_files') }} as f
+    {% if is_incremental() %}
     where not exists (
         select 1 from {{ this }} as t
-        where t.bronze_p = l.bronze_p and t.loaded_at >= l.loaded_at
+        where t.midi_id = f.midi_id and t.loaded_at >= f.loaded_at
     )
+    {% endif %}
 ),
-{% else %}
-changed as (
-    select * from partition_loads
-),
-{% endif %}
 
 notes as (
-    select n.*, c.loaded_at
+    select n.*, f.loaded_at
     from {{ ref('int_notes_bucketed') }} as n
-    inner join changed as c on c.bronze_p = n.bronze_p
+    inner join files as f using (midi_id)
 ),
 
 -- max polyphony: a running count over note starts (+1) and ends (-1), ends first on ties,
@@ -126,6 +108,7 @@ select
     phrases.pitch_min,
     phrases.pitch_max,
     phrases.distinct_pitches,
-    polyphony.max_polyphony
+    polyphony.max_polyphony,
+    current_timestamp as built_at
 from phrases
 inner join polyphony using (track_id, bucket)

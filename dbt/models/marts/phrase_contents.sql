@@ -4,11 +4,21 @@
 -- train; else test if any test song plays it; else validate. So test and validate never
 -- hold a content the model was trained on, and test and validate never share one either.
 -- Contents set aside by a render rule (rejected_phrases) are not here: nothing renders them.
+--
+-- Incremental by touched content: a run recomputes the contents of the phrases built since
+-- its newest built_at, over all the phrases of those contents (int_phrases' content_hash
+-- index), so a new train song playing a content an older test song played moves it to train.
+-- built_at is the newest built_at of a content's phrases.
 {{
     config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='content_hash',
+        on_schema_change='fail',
         indexes=[
             {'columns': ['content_hash'], 'unique': true},
             {'columns': ['p']},
+            {'columns': ['built_at']},
         ],
     )
 }}
@@ -18,6 +28,11 @@ with phrases as (
     where not exists (
         select 1 from {{ ref('rejected_phrases') }} as rejected where rejected.content_hash = phrases.content_hash
     )
+    {% if is_incremental() %}
+    and phrases.content_hash in (
+        select content_hash from {{ ref('int_phrases') }} where built_at > {{ watermark() }}
+    )
+    {% endif %}
 )
 
 select
@@ -32,6 +47,7 @@ select
         when 0 then 'train'
         when 1 then 'test'
         else 'validate'
-    end as set_type
+    end as set_type,
+    max(built_at) as built_at
 from phrases
 group by content_hash

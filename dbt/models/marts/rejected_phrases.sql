@@ -7,7 +7,10 @@
 -- note_too_short       a note shorter than var min_note_beats: a zero-length note (on and
 --                      off on one tick) is held 0 samples, and the engine sounds nothing
 -- note_too_long        a note held longer than var max_note_beats (a stuck note)
-{{ config(indexes=[{'columns': ['phrase_id'], 'unique': true}, {'columns': ['content_hash']}]) }}
+--
+-- A view: the rules read each phrase's own notes, so a reader that filters (phrase_contents by
+-- content_hash, song_summary by midi_id) checks only those phrases through int_phrases' indexes.
+{{ config(materialized='view') }}
 
 with phrases as (
     select

@@ -1,8 +1,39 @@
 -- One row per song (midi_id): its split, size, phrases, how many of them moved split and how
 -- many were set aside before rendering (rejected_phrases).
-{{ config(indexes=[{'columns': ['midi_id'], 'unique': true}]) }}
+--
+-- Incremental: a run recomputes the songs of files loaded since this table last saw them,
+-- and the songs that play a content phrase_contents recomputed since this table's newest
+-- built_at (a content moved to train moves phrases of older songs: n_phrases_moved changes).
+-- depends_on: {{ ref('stg_loaded_files') }}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='midi_id',
+        on_schema_change='fail',
+        indexes=[{'columns': ['midi_id'], 'unique': true}],
+    )
+}}
 
+{% if is_incremental() %}
+with songs as (
+    select f.midi_id
+    from {{ ref('stg_loaded_files') }} as f
+    where not exists (
+        select 1 from {{ this }} as s
+        where s.midi_id = f.midi_id and s.loaded_at >= f.loaded_at
+    )
+    union
+    select phrases.midi_id
+    from {{ ref('phrase_contents') }} as contents
+    inner join {{ ref('int_phrases') }} as phrases using (content_hash)
+    where contents.built_at > {{ watermark() }}
+),
+
+tracks as (
+{% else %}
 with tracks as (
+{% endif %}
     select
         midi_id,
         min(source_key) as source_key,
@@ -10,8 +41,10 @@ with tracks as (
         count(*) as n_tracks,
         sum(n_notes) as n_notes,
         max(length_beats) as length_beats,
-        max(length_seconds) as length_seconds
+        max(length_seconds) as length_seconds,
+        max(loaded_at) as loaded_at
     from {{ ref('track_summary') }}
+    {% if is_incremental() %} where midi_id in (select midi_id from songs) {% endif %}
     group by midi_id
 ),
 
@@ -20,15 +53,18 @@ phrases as (
         phrases.midi_id,
         count(*) as n_phrases,
         count(distinct phrases.content_hash) as n_contents,
-        count(*) filter (where phrases.song_set_type <> contents.set_type) as n_phrases_moved
+        count(*) filter (where phrases.song_set_type <> contents.set_type) as n_phrases_moved,
+        max(contents.built_at) as built_at
     from {{ ref('int_phrases') }} as phrases
     inner join {{ ref('phrase_contents') }} as contents using (content_hash)
+    {% if is_incremental() %} where phrases.midi_id in (select midi_id from songs) {% endif %}
     group by phrases.midi_id
 ),
 
 rejected as (
     select midi_id, count(*) as n_phrases_rejected
     from {{ ref('rejected_phrases') }}
+    {% if is_incremental() %} where midi_id in (select midi_id from songs) {% endif %}
     group by midi_id
 )
 
@@ -43,7 +79,9 @@ select
     coalesce(phrases.n_phrases, 0) as n_phrases,
     coalesce(phrases.n_contents, 0) as n_contents,
     coalesce(phrases.n_phrases_moved, 0) as n_phrases_moved,
-    coalesce(rejected.n_phrases_rejected, 0) as n_phrases_rejected
+    coalesce(rejected.n_phrases_rejected, 0) as n_phrases_rejected,
+    tracks.loaded_at,
+    phrases.built_at
 from tracks
 left join phrases using (midi_id)
 left join rejected using (midi_id)

@@ -1,7 +1,29 @@
 -- One row per track (a MIDI track and channel of one song): its notes and its phrases.
-{{ config(indexes=[{'columns': ['track_id'], 'unique': true}, {'columns': ['midi_id']}]) }}
+--
+-- Incremental by file, as int_phrases: a run takes the files of bronze parts loaded since
+-- this table last saw them and replaces their tracks (delete+insert by midi_id).
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='midi_id',
+        on_schema_change='fail',
+        indexes=[{'columns': ['track_id'], 'unique': true}, {'columns': ['midi_id']}],
+    )
+}}
 
-with notes as (
+with files as (
+    select midi_id, loaded_at
+    from {{ ref('stg_loaded_files') }} as f
+    {% if is_incremental() %}
+    where not exists (
+        select 1 from {{ this }} as t
+        where t.midi_id = f.midi_id and t.loaded_at >= f.loaded_at
+    )
+    {% endif %}
+),
+
+notes as (
     select
         track_id,
         min(midi_id) as midi_id,
@@ -15,8 +37,10 @@ with notes as (
         min(pitch) as pitch_min,
         max(pitch) as pitch_max,
         max(start_beats + duration_beats) as length_beats,
-        max(start_seconds + duration_seconds) as length_seconds
+        max(start_seconds + duration_seconds) as length_seconds,
+        max(files.loaded_at) as loaded_at
     from {{ ref('stg_detailed_notes') }}
+    inner join files using (midi_id)
     group by track_id
 ),
 
@@ -26,12 +50,26 @@ phrases as (
         count(*) as n_phrases,
         count(distinct content_hash) as n_contents
     from {{ ref('int_phrases') }}
+    where midi_id in (select midi_id from files)
     group by track_id
 )
 
 select
-    notes.*,
+    notes.track_id,
+    notes.midi_id,
+    notes.song_set_type,
+    notes.source_key,
+    notes.track_index,
+    notes.channel,
+    notes.program,
+    notes.is_drum,
+    notes.n_notes,
+    notes.pitch_min,
+    notes.pitch_max,
+    notes.length_beats,
+    notes.length_seconds,
     coalesce(phrases.n_phrases, 0) as n_phrases,
-    coalesce(phrases.n_contents, 0) as n_contents
+    coalesce(phrases.n_contents, 0) as n_contents,
+    notes.loaded_at
 from notes
 left join phrases using (track_id)

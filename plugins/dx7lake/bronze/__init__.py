@@ -29,7 +29,7 @@ from .schema import (
     midi_id_of,
     set_type_of,
 )
-from .store import bronze_counts, bronze_partitions, read_bronze_partition
+from .store import bronze_counts, bronze_partitions, committed_data_parts, read_bronze_part, read_bronze_partition
 
 
 def parse_midi(data: bytes, source_key: str, midi_id: str | None = None) -> pa.Table:
@@ -51,6 +51,7 @@ __all__ = [
     "Notes",
     "bronze_counts",
     "bronze_partitions",
+    "committed_data_parts",
     "extract",
     "extract_shard",
     "merge_stats",
@@ -58,6 +59,7 @@ __all__ = [
     "owned_partitions",
     "parse_midi",
     "parse_notes",
+    "read_bronze_part",
     "read_bronze_partition",
     "set_type_of",
 ]

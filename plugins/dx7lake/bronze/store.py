@@ -91,10 +91,19 @@ def bronze_counts(lake: Lake) -> dict[str, int]:
     return {p: n for p, n in counts.items() if n}
 
 
+def committed_data_parts(lake: Lake, p: str) -> list[str]:
+    """Names of the note parts of partition ``p`` that an index part commits, sorted."""
+    return sorted(_parts(lake, BRONZE_PREFIX, p).get(p, set()) & committed_parts(lake, p).get(p, set()))
+
+
+def read_bronze_part(lake: Lake, p: str, name: str) -> pa.Table:
+    """The note rows of one committed part of partition ``p``."""
+    return lake.read_parquet(f"{BRONZE_PREFIX}/p={p}/{name}")
+
+
 def read_bronze_partition(lake: Lake, p: str) -> pa.Table | None:
     """Every committed note row of partition ``p`` (None when there is none)."""
-    names = sorted(_parts(lake, BRONZE_PREFIX, p).get(p, set()) & committed_parts(lake, p).get(p, set()))
-    tables = [lake.read_parquet(f"{BRONZE_PREFIX}/p={p}/{name}") for name in names]
+    tables = [read_bronze_part(lake, p, name) for name in committed_data_parts(lake, p)]
     return pa.concat_tables(tables) if tables else None
 
 

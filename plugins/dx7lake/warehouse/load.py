@@ -1,8 +1,9 @@
 """Postgres warehouse: atomic COPY loads of bronze and gold manifests (tables in ``schema``).
 
-A partition load goes through a temporary table filled by COPY, then a delete-and-insert
-of that partition inside one transaction: readers see the old rows or the new ones, never
-a mix, and a rerun leaves exactly the same rows. Gold manifest parts are loaded once each:
+Both are loaded by part, each part once, through a ledger in the warehouse. A bronze part
+goes through a temporary table filled by COPY, then a delete-and-insert of its files' rows
+and its row in ``raw.bronze_parts``, inside one transaction: readers see a part whole or not
+at all, and a rerun loads only parts the ledger lacks. Gold manifest parts likewise:
 ``gold.manifest_parts`` is the ledger of the parts loaded, written in the transaction that
 upserts the part's rows, so a run loads only the parts that are new since the last one.
 """
@@ -18,7 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from ..bronze import BRONZE_SCHEMA
+from ..bronze import BRONZE_SCHEMA, committed_data_parts, read_bronze_part
+from ..lake import Lake
 
 
 class PartitionMismatch(ValueError):
@@ -49,21 +51,24 @@ def copy_csv(conn: psycopg.Connection, relation: str, table: pa.Table) -> int:
     return sent
 
 
-def load_bronze_partition(conn: psycopg.Connection, p: str, table: pa.Table | None, run_id: str) -> dict:
-    """Replace partition ``p`` of raw.detailed_notes with ``table`` atomically.
+def load_bronze_part(conn: psycopg.Connection, p: str, part: str, table: pa.Table, run_id: str) -> dict:
+    """Load one bronze part of partition ``p`` atomically: its files' rows, its ledger row
+    in raw.bronze_parts and the run's figures in ops.load_stats, in one transaction.
 
-    COPY fills a temporary table (no WAL, no indexes), then one transaction deletes the
-    partition and inserts the staged rows: readers see the old partition or the new one,
-    a failure or a killed process leaves the old one, and a rerun leaves the same rows.
-    ``ops.load_stats`` gets one row per (run, partition) in the same transaction, so the
-    stats never describe rows that are not there (``bytes`` is the CSV sent by COPY).
-    ``table=None`` empties the partition.
+    COPY fills a temporary table (no WAL, no indexes), then the rows of the part's files
+    are deleted and the staged rows inserted: loading a part twice replaces its rows, never
+    duplicates them, and a failure or a killed process leaves nothing of the part (and no
+    ledger row, so the next run loads it). ``ops.load_stats`` keeps one row per (run,
+    partition): ``rows`` is what the ledger holds of the parts this run loaded into ``p``
+    (the stats never describe rows that are not there), ``bytes`` (CSV sent by COPY) and
+    ``seconds`` add up over the run's parts.
     """
     started = time.perf_counter()
-    table = BRONZE_SCHEMA.empty_table() if table is None else table.select(BRONZE_SCHEMA.names)
+    table = table.select(BRONZE_SCHEMA.names)
     others = pc.count_distinct(pc.filter(table.column("p"), pc.not_equal(table.column("p"), p))).as_py()
     if others:
         raise PartitionMismatch(f"partition {p!r} load got rows of {others} other partition(s)")
+    midi_ids = pc.unique(table.column("midi_id")).to_pylist()
     cols = ", ".join(BRONZE_SCHEMA.names)
     with conn.transaction():
         # one staging table per session, emptied at commit; truncated here too, for a caller
@@ -71,16 +76,49 @@ def load_bronze_partition(conn: psycopg.Connection, p: str, table: pa.Table | No
         conn.execute("create temp table if not exists stage_notes (like raw.detailed_notes) on commit delete rows")
         conn.execute("truncate stage_notes")
         nbytes = copy_csv(conn, "stage_notes", table)
-        conn.execute("delete from raw.detailed_notes where p = %s", (p,))
+        conn.execute("delete from raw.detailed_notes where midi_id = any(%s)", (midi_ids,))
         conn.execute(f"insert into raw.detailed_notes ({cols}) select {cols} from stage_notes")
+        conn.execute(
+            """insert into raw.bronze_parts (p, part, midi_ids, rows, run_id) values (%s, %s, %s, %s, %s)
+               on conflict (p, part) do update set midi_ids = excluded.midi_ids, rows = excluded.rows,
+               run_id = excluded.run_id, loaded_at = now()""",
+            (p, part, midi_ids, table.num_rows, run_id),
+        )
         seconds = time.perf_counter() - started
         conn.execute(
-            """insert into ops.load_stats (run_id, p, rows, bytes, seconds) values (%s, %s, %s, %s, %s)
-               on conflict (run_id, p) do update set rows = excluded.rows, bytes = excluded.bytes,
-               seconds = excluded.seconds, loaded_at = now()""",
-            (run_id, p, table.num_rows, nbytes, seconds),
+            """insert into ops.load_stats (run_id, p, rows, bytes, seconds)
+               select %(run)s, %(p)s, sum(rows), %(bytes)s, %(seconds)s from raw.bronze_parts
+               where p = %(p)s and run_id = %(run)s
+               on conflict (run_id, p) do update set rows = excluded.rows,
+               bytes = load_stats.bytes + excluded.bytes, seconds = load_stats.seconds + excluded.seconds,
+               loaded_at = now()""",
+            {"run": run_id, "p": p, "bytes": nbytes, "seconds": seconds},
         )
-    return {"p": p, "rows": table.num_rows, "bytes": nbytes, "seconds": round(seconds, 4)}
+    return {"p": p, "part": part, "rows": table.num_rows, "bytes": nbytes, "seconds": round(seconds, 4)}
+
+
+def loaded_bronze_parts(conn: psycopg.Connection, p: str) -> set[str]:
+    """Names of the bronze parts of partition ``p`` in the ledger (loaded into raw)."""
+    with conn.transaction():  # a read of its own, so each part load after it commits alone
+        return {name for (name,) in conn.execute("select part from raw.bronze_parts where p = %s", (p,))}
+
+
+def load_new_bronze_parts(conn: psycopg.Connection, lake: Lake, p: str, run_id: str) -> dict:
+    """Load the committed bronze parts of partition ``p`` that the ledger lacks, one
+    transaction each: a run costs the parts it adds, a rerun loads nothing, and a load
+    killed halfway keeps the parts it committed and leaves the rest to the next run."""
+    done = loaded_bronze_parts(conn, p)
+    results = [
+        load_bronze_part(conn, p, name, read_bronze_part(lake, p, name), run_id)
+        for name in committed_data_parts(lake, p)
+        if name not in done
+    ]
+    return {
+        "p": p,
+        "parts": len(results),
+        "rows": sum(r["rows"] for r in results),
+        "bytes": sum(r["bytes"] for r in results),
+    }
 
 
 RENDER_COLUMNS = (

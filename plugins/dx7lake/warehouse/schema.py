@@ -4,7 +4,9 @@ dbt owns ``staging``, ``intermediate``, ``silver`` and ``analytics`` (and reads 
 below as sources: ``dbt/models/staging/__sources.yml``, ``analytics/__sources.yml``, whose
 columns must match these). Each schema has one writer:
 
-- ``raw.detailed_notes``: the bronze copy (``load.load_bronze_partition``);
+- ``raw.detailed_notes``: the bronze copy (``load.load_bronze_part``);
+- ``raw.bronze_parts``: the ledger of bronze parts loaded (their files, rows, run, time),
+  written with the part's rows; dbt's ``int_phrases`` reads it to take only new files;
 - ``gold.renders``: the gold manifests, latest row per (content, patch) (``load.load_manifest_parts``);
 - ``gold.manifest_parts``: the ledger of manifest parts loaded, by run (``load.load_manifest_parts``);
 - ``ops.*``: run figures (``ops.load_stats`` by the raw load, the rest by ``stats``);
@@ -42,6 +44,16 @@ create table if not exists raw.detailed_notes (
 );
 create index if not exists detailed_notes_p on raw.detailed_notes (p);
 create index if not exists detailed_notes_track on raw.detailed_notes (track_id);
+create index if not exists detailed_notes_midi on raw.detailed_notes (midi_id);
+create table if not exists raw.bronze_parts (
+    p text not null,
+    part text not null,
+    midi_ids text[] not null,
+    rows bigint not null,
+    run_id text not null,
+    loaded_at timestamptz not null default now(),
+    primary key (p, part)
+);
 create table if not exists ops.load_stats (
     run_id text not null,
     p text not null,
