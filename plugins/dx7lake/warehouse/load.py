@@ -83,8 +83,20 @@ def load_bronze_partition(conn: psycopg.Connection, p: str, table: pa.Table | No
     return {"p": p, "rows": table.num_rows, "bytes": nbytes, "seconds": round(seconds, 4)}
 
 
+FEATURE_COLUMNS = (
+    "lufs",
+    "true_peak_dbtp",
+    "spectral_centroid_hz",
+    "spectral_bandwidth_hz",
+    "zcr",
+    "onset_count",
+    "mfcc",
+    "f0_hz",
+    "f0_error_cents",
+)  # = gold.features.FEATURE_COLUMNS (tests/test_features.py): null in parts written before them
 RENDER_COLUMNS = (
-    "content_hash, patch_id, key, sha256, bytes, sample_rate, duration_s, peak, rms, bpm, notes, render_p, note_length"
+    "content_hash, patch_id, key, sha256, bytes, sample_rate, duration_s, peak, rms, bpm, notes, render_p, note_length, "
+    + ", ".join(FEATURE_COLUMNS)
 )
 
 
@@ -119,6 +131,7 @@ def load_manifest_parts(
                             json.dumps(r["notes"]),
                             render_p,
                             r.get("note_length"),  # None: rendered before the rule was recorded
+                            *(r.get(c) for c in FEATURE_COLUMNS),
                             part_no,
                         )
                     )
