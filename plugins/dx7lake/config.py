@@ -106,6 +106,12 @@ VARIABLES: tuple[Variable, ...] = (
         int,
     ),
     Variable(
+        "DX7LAKE_LOUDNESS_OUTLIER_LU",
+        "loudness_outlier_lu",
+        "validation fails a checked render whose loudness is this many LU below its patch's median",
+        float,
+    ),
+    Variable(
         "DX7LAKE_SYX",
         "syx",
         "DX7 `.syx` banks or single voices (files or folders, `:`-separated) that `patches` can name,"
@@ -150,6 +156,7 @@ class Settings:
     split: tuple[tuple[str, float], ...] = DEFAULT_SPLIT
     render_workers: int | None = None
     validation_audit: int = DEFAULT_VALIDATION_AUDIT
+    loudness_outlier_lu: float = 30.0  # a render 30 LU (1/1000 of the power) under its voice's median is a near miss
     syx: tuple[str, ...] = ()
     dexed_vst3: str | None = None
     effects: str = ""

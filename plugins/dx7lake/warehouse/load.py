@@ -94,10 +94,8 @@ FEATURE_COLUMNS = (
     "f0_hz",
     "f0_error_cents",
 )  # = gold.features.FEATURE_COLUMNS (tests/test_features.py): null in parts written before them
-RENDER_COLUMNS = (
-    "content_hash, patch_id, key, sha256, bytes, sample_rate, duration_s, peak, rms, bpm, notes, render_p, note_length, "
-    + ", ".join(FEATURE_COLUMNS)
-)
+MANIFEST_COLUMNS = "content_hash, patch_id, key, sha256, bytes, sample_rate, duration_s, peak, rms, bpm, notes"
+RENDER_COLUMNS = ", ".join([MANIFEST_COLUMNS, "render_p", "note_length", *FEATURE_COLUMNS])
 
 
 def load_manifest_parts(
