@@ -317,7 +317,7 @@ def yin(x: np.ndarray, sample_rate: int) -> float | None:
         tau += 1
     a, b, c = cmnd[tau - 1], cmnd[tau], cmnd[tau + 1]
     shift = 0.5 * (a - c) / (a - 2 * b + c) if a - 2 * b + c > 0 else 0.0
-    return sample_rate / (tau + shift)
+    return float(sample_rate / (tau + shift))
 
 
 def cents(f0: float, pitch: int) -> float:
