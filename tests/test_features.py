@@ -57,8 +57,9 @@ def test_lufs_of_renders_agrees_with_pyloudnorm():
     meter = pyloudnorm.Meter(SR)
     for name in ("epiano", "bell", "organ"):
         out = renderer.master.master(renderer.engine.phrase(voice(name), PHRASE))
-        ours = F.features(out.pcm, SR).lufs
-        assert ours == pytest.approx(meter.integrated_loudness(out.pcm / 32768.0), abs=1e-6)
+        ours = F.features(out.pcm, SR)
+        assert ours.lufs == pytest.approx(meter.integrated_loudness(out.pcm / 32768.0), abs=1e-6)
+        assert F.features(out.pcm, SR, sample_peak=out.peak) == ours  # the master's peak is the samples' peak
 
 
 def test_silence_has_no_loudness_and_a_quiet_tone_is_gated_not_silent():

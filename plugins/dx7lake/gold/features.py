@@ -346,12 +346,20 @@ def spectral(x: np.ndarray, sample_rate: int) -> tuple[float, float, np.ndarray,
     return centroid, bandwidth, (log_mel @ dct_matrix().T).mean(axis=0), onsets(log_mel)
 
 
-def features(pcm: np.ndarray, sample_rate: int, notes: Sequence[tuple] = (), samples_per_beat: float = 0.0) -> Features:
+def features(
+    pcm: np.ndarray,
+    sample_rate: int,
+    notes: Sequence[tuple] = (),
+    samples_per_beat: float = 0.0,
+    sample_peak: float | None = None,
+) -> Features:
     """The features of one render's samples (16-bit values, full scale 32,768) and its notes
-    (``(start beats, duration, velocity, pitch)``; f0 only for one note)."""
+    (``(start beats, duration, velocity, pitch)``; f0 only for one note). ``sample_peak``
+    (full scale 1.0), when the caller knows it, saves a pass over the samples."""
     x = np.asarray(pcm, dtype=np.float64) / 32768.0
     lufs, crossings = loudness(x, sample_rate)
-    sample_peak = float(np.abs(x).max()) if len(x) else 0.0
+    if sample_peak is None:
+        sample_peak = float(np.abs(x).max()) if len(x) else 0.0
     tp = _true_peak(x, true_peak_filter(), sample_peak) if sample_peak > 0 else 0.0
     centroid, bandwidth, mfcc, onset_count = spectral(x, sample_rate)
     f0 = error = None

@@ -237,7 +237,7 @@ class PhraseRenderer:
             "flac_level": spec.flac_level,
             "flac_encoder": self.master.encoder.name,
             "note_length": spec.note_length,
-            **features(out.pcm, spec.sample_rate, notes, spec.samples_per_beat).row(),
+            **features(out.pcm, spec.sample_rate, notes, spec.samples_per_beat, out.peak).row(),
         }
         return out.flac, row
 
