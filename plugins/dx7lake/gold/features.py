@@ -294,7 +294,8 @@ def onsets(log_mel: np.ndarray) -> int:
 
 
 def yin(x: np.ndarray, sample_rate: int) -> float | None:
-    """f0 of ``x`` (at least 2 × YIN_WINDOW samples) by YIN, or None when no dip is below the threshold."""
+    """f0 of ``x`` (at least 2 × YIN_WINDOW samples) by YIN, or None when no dip is below the
+    threshold or the period found is outside F0_MIN_HZ..F0_MAX_HZ."""
     w = YIN_WINDOW
     x = x[: 2 * w]
     if len(x) < 2 * w or not x.any():
@@ -317,7 +318,8 @@ def yin(x: np.ndarray, sample_rate: int) -> float | None:
         tau += 1
     a, b, c = cmnd[tau - 1], cmnd[tau], cmnd[tau + 1]
     shift = 0.5 * (a - c) / (a - 2 * b + c) if a - 2 * b + c > 0 else 0.0
-    return float(sample_rate / (tau + shift))
+    f0 = sample_rate / (tau + shift)
+    return float(f0) if F0_MIN_HZ <= f0 <= F0_MAX_HZ else None
 
 
 def cents(f0: float, pitch: int) -> float:
