@@ -18,6 +18,8 @@ from dx7lake.gold.render import (
     MANIFEST_SCHEMA,
     PhraseRenderer,
     RenderSpec,
+    backfill_features,
+    manifest_parts,
     read_manifest,
     render_partition,
     rerender_row,
@@ -152,6 +154,21 @@ def test_features_of_a_render_equal_those_of_its_rerender_from_the_manifest(tmp_
         assert row["lufs"] is not None and len(row["mfcc"]) == F.N_MFCC
 
 
+def test_backfill_gives_an_old_partition_the_features_a_render_records(tmp_path):
+    lake = LocalLake(str(tmp_path))
+    bell = voice("bell")
+    render_partition(lake, 0, iter([("ab" * 16, PHRASE), ("cd" * 16, PHRASE[:1])]), [bell], SPEC, workers=1)
+    (key,) = manifest_parts(lake, bell.patch_id, 0)
+    rendered = lake.read_parquet(key)
+    lake.delete(key)
+    lake.put_parquet(key, rendered.drop_columns(list(F.FEATURE_COLUMNS)))  # as written before features
+    assert backfill_features(lake, bell.patch_id, 0)["backfilled"] == 2
+    assert backfill_features(lake, bell.patch_id, 0)["backfilled"] == 0  # once
+    after = read_manifest(lake, bell.patch_id, 0).sort_by("content_hash")
+    assert after.select(F.FEATURE_COLUMNS).equals(rendered.sort_by("content_hash").select(F.FEATURE_COLUMNS))
+    assert after.column("sha256").equals(rendered.sort_by("content_hash").column("sha256"))
+
+
 def test_warehouse_columns_are_the_features():
     assert load.FEATURE_COLUMNS == F.FEATURE_COLUMNS
     assert set(F.FEATURE_COLUMNS) <= set(MANIFEST_SCHEMA.names)
@@ -183,3 +200,22 @@ def test_old_parts_load_with_null_features_and_validation_flags_quiet_renders(pg
         validate._check_loudness(conn, [bell.patch_id], keys, settings_lu, check)
     assert check.checked == len(rows)  # the old render has no features: not judged
     assert sorted(f["key"] for f in check.failures) == sorted([rows[4]["key"], rows[5]["key"]])
+
+
+def test_backfill_stage_loads_the_features_into_the_warehouse(settings):
+    from dx7lake import stages
+    from dx7lake.lake import lake_of
+
+    lake = lake_of(settings)
+    bell = voice("bell")
+    render_partition(lake, 3, iter([("ab" * 16, PHRASE)]), [bell], SPEC, workers=1)
+    (key,) = manifest_parts(lake, bell.patch_id, 3)
+    rendered = lake.read_parquet(key)
+    lake.delete(key)
+    lake.put_parquet(key, rendered.drop_columns(list(F.FEATURE_COLUMNS)))
+    assert stages.load_renders(settings)["rows_loaded"] == 1
+    with psycopg.connect(settings.pg_url) as conn:
+        assert conn.execute("select lufs from gold.renders").fetchone()[0] is None
+    assert stages.backfill_features(settings, "bell")["backfilled"] == 1
+    with psycopg.connect(settings.pg_url) as conn:
+        assert conn.execute("select lufs from gold.renders").fetchone()[0] == pytest.approx(rendered["lufs"][0].as_py())

@@ -464,3 +464,25 @@ def compact_partition(lake: Lake, patch_id: str, render_p: int) -> dict:
     for key in keys:
         lake.delete(key)
     return {"patch_id": patch_id, "render_p": render_p, "parts": len(keys), "merged": table.num_rows, "key": merged}
+
+
+def backfill_features(lake: Lake, patch_id: str, render_p: int) -> dict:
+    """Audio features for the rows of a partition's manifest that lack them (parts written
+    before features existed), from their FLACs: decoded, they are the samples the worker
+    held, so the features are those a render today records. The rows, otherwise unchanged,
+    go into a new part (a later part wins; ``compact`` merges them); nothing to do, no part."""
+    import soundfile
+
+    table = read_manifest(lake, patch_id, render_p)
+    rows = [] if table is None else [r for r in table.to_pylist() if r.get("spectral_centroid_hz") is None]
+    for row in rows:
+        pcm, sample_rate = soundfile.read(io.BytesIO(lake.get(row["key"])), dtype="int32")
+        notes = [(n["start"], n["duration"], n["velocity"], n["pitch"]) for n in row["notes"]]
+        spec = spec_of_row(row)
+        row.update(features(pcm >> 16, sample_rate, notes, spec.samples_per_beat).row())
+    if rows:
+        lake.put_parquet(
+            part_key(patch_id, render_p, [r["content_hash"] for r in rows]),
+            pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA),
+        )
+    return {"patch_id": patch_id, "render_p": render_p, "backfilled": len(rows)}
