@@ -1,9 +1,11 @@
 """Audio features of one render, from the mastered samples the render worker already holds.
 
-Every feature is computed here, in numpy plus two numba kernels, because the render path
-is fast (~1.5 ms a render) and the libraries that compute them are not: ``make bench``
-(``features`` row) times this module against pyloudnorm (integrated loudness) and librosa
-(MFCCs, centroid) on the same renders, and the tests check the readings against them.
+Every feature is computed here, in numpy plus three numba kernels, because the render path
+is fast (~2 ms a render) and the libraries that compute them are not: ``make bench``
+(``features`` row) times this module against pyloudnorm (integrated loudness, ~6x slower)
+and librosa (STFT, MFCCs, centroid, ~25x slower) on the same renders, and the tests check
+the readings against them. Even so the features cost about 1.3 ms a render: the render
+path's rate roughly halves (the ``features`` row measures it).
 
 - ``lufs``: integrated loudness by ITU-R BS.1770-4: K-weighting (the RBJ shelf at 1,500 Hz,
   +4 dB, and high-pass at 38 Hz, designed for the render's sample rate, as pyloudnorm
@@ -18,10 +20,10 @@ is fast (~1.5 ms a render) and the libraries that compute them are not: ``make b
 - ``spectral_centroid_hz``, ``spectral_bandwidth_hz``: centroid and spread (p = 2) of the
   phrase's magnitude spectrum, summed over 1,024-sample Hann frames (end to end): the
   magnitude-weighted mean of the frames' centroids, so silent frames weigh nothing.
-- ``mfcc``: the mean over frames of 13 MFCCs: 40 Slaney mel bands (librosa's default
-  filter bank) of the power spectrum, in dB (floor 1e-10, 80 dB below the phrase's top),
+- ``mfcc``: the mean over frames of 13 MFCCs: 40 Slaney mel bands (librosa's filter
+  bank) of the power spectrum, in dB (floor 1e-10, 80 dB below the phrase's top),
   DCT-II orthonormal, as ``librosa.feature.mfcc`` computes them.
-- ``onset_count``: peaks of the spectral flux (the summed rise of the log-mel bands frame
+- ``onset_count``: peaks of the spectral flux (the mean rise of the dB mel bands frame
   to frame, from silence before the first frame) above a third of its maximum and 1 dB.
 - ``f0_hz``, ``f0_error_cents``: for a phrase of one note, YIN (de Cheveigné and Kawahara
   2002) on 2,048 samples from 60 ms after its onset, and the error in cents against the
