@@ -257,3 +257,43 @@ def test_a_home_without_renders_says_so(settings):
     response = TestClient(create_app(settings)).get("/phrases", headers={"Accept": "text/html"})
     assert response.status_code == 503
     assert "run the pipeline" in response.text
+
+
+def test_phrase_page_shows_the_renders_features_as_the_audio_reads(client):
+    """The loudness shown is the FLAC's own, as pyloudnorm reads it from the served audio."""
+    import numpy as np
+    import pyloudnorm
+    import soundfile as sf
+
+    html = client.get("/phrases/3").text
+    shown = re.search(r'<dd id="features">(-?\d+\.\d) LUFS, true peak (-?\d+\.\d) dBTP, centroid (\d+) Hz', html)
+    assert shown and "MFCC means" in html
+    audio, sr = sf.read(io.BytesIO(client.get(audio_link(client, 3)).content), dtype="float64")
+    assert float(shown.group(1)) == pytest.approx(pyloudnorm.Meter(sr).integrated_loudness(audio), abs=0.051)
+    assert float(shown.group(2)) >= 20 * np.log10(np.abs(audio).max()) - 0.051  # never below the sample peak
+
+
+def test_index_sorts_and_filters_by_loudness_and_centroid(client, rendered_home):
+    """Expected counts come from silver.phrases joined to gold.renders, not browser.phrases."""
+    with psycopg.connect(rendered_home.pg_url) as conn:
+        median = conn.execute("select percentile_cont(0.5) within group (order by lufs) from gold.renders").fetchone()
+        median = median[0]
+        quiet = conn.execute(
+            "select count(*) from silver.phrases p where exists (select 1 from gold.renders g"
+            " where g.content_hash = p.content_hash and g.lufs <= %s)",
+            (round(median, 1),),
+        ).fetchone()[0]
+        bright = conn.execute(
+            "select count(*) from silver.phrases p where exists (select 1 from gold.renders g"
+            " where g.content_hash = p.content_hash and g.spectral_centroid_hz >= 1000)"
+        ).fetchone()[0]
+    assert total(client.get("/phrases", params={"lufs_max": round(median, 1)}).text) == quiet
+    assert total(client.get("/phrases", params={"centroid_min": 1000}).text) == bright
+    for sort, column in (("loudness", 1), ("-centroid", 2)):
+        page = client.get("/phrases", params={"sort": sort, "size": 200}).text
+        cells = re.findall(r'<td class="num">(-?[\d.]+)</td>\s*<td class="num">(-?[\d.]+)</td>\s*</tr>', page)
+        values = [float(c[column - 1]) for c in cells]
+        assert len(values) == min(200, total(page)) and values
+        assert values == sorted(values, reverse=sort.startswith("-"))
+    assert client.get("/phrases", params={"sort": "random()"}).status_code == 400
+    assert client.get("/phrases", params={"lufs_min": "loud"}).status_code == 400

@@ -115,6 +115,13 @@ def cmd_compact(args) -> int:
     return 0
 
 
+def cmd_backfill_features(args) -> int:
+    from . import stages
+
+    _print(stages.backfill_features(_settings(args), args.patches))
+    return 0
+
+
 def _size(text: str) -> int:
     """Bytes of ``384M``, ``64K``, ``1G`` or a plain number."""
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
@@ -318,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("compact", cmd_compact, "gold: merge each partition's manifest parts into one")
     p.add_argument("--patches", default=None, help="only these voices (default: every patch in gold)")
     p.add_argument("--min-parts", type=int, default=2, help="compact partitions with at least this many parts")
+    p = add("backfill-features", cmd_backfill_features, "gold: audio features for renders made before them (once)")
+    p.add_argument("--patches", default=None, help="only these voices (default: every patch in gold)")
     p = add("release", cmd_release, "write an immutable, sharded dataset release under <lake>/releases/NAME")
     p.add_argument("--name", required=True)
     p.add_argument("--patches", default=None, help="patch names or ids, comma-separated (default: all in gold)")

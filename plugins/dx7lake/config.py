@@ -207,6 +207,12 @@ VARIABLES: tuple[Variable, ...] = (
         int,
     ),
     Variable(
+        "DX7LAKE_LOUDNESS_OUTLIER_LU",
+        "loudness_outlier_lu",
+        "validation fails a checked render whose loudness is this many LU below its patch's median",
+        float,
+    ),
+    Variable(
         "DX7LAKE_SYX",
         "syx",
         "DX7 `.syx` banks or single voices (files or folders, `:`-separated) that `patches` can name,"
@@ -259,6 +265,7 @@ class Settings:
     task_timeouts: tuple[tuple[str, timedelta], ...] = field(default_factory=lambda: parse_task_timeouts(""))
     dagrun_timeout: timedelta = timedelta(hours=48)
     validation_audit: int = DEFAULT_VALIDATION_AUDIT
+    loudness_outlier_lu: float = 30.0  # a render 30 LU (1/1000 of the power) under its voice's median is a near miss
     syx: tuple[str, ...] = ()
     dexed_vst3: str | None = None
     effects: str = ""

@@ -185,6 +185,24 @@ def compact(settings: Settings, patches: str | None = None, min_parts: int = 2) 
 
 
 @_timed
+def backfill_features(settings: Settings, patches: str | None = None) -> dict:
+    """One-time, for a lake rendered before audio features: compute them for every manifest
+    row that lacks them, from its FLAC, into new parts, then load them into gold.renders."""
+    lake = lake_of(settings)
+    patch_ids = {v.patch_id for v in voices_of(settings, patches)} if patches else None
+    partitions = sorted({render.part_partition(key) for key in render.manifest_parts(lake)})
+    done = [
+        render.backfill_features(lake, *where) for where in partitions if patch_ids is None or where[0] in patch_ids
+    ]
+    gold = load_renders(settings, run_id=f"backfill-features-{int(time.time())}")
+    return {
+        "partitions": len(done),
+        "backfilled": sum(d["backfilled"] for d in done),
+        "renders": gold["renders"],
+    }
+
+
+@_timed
 def run_validation(
     settings: Settings,
     patches: str | None,

@@ -15,5 +15,15 @@ select
     rms,
     bpm,
     notes,
-    render_p
+    render_p,
+    -- audio features (plugins/dx7lake/gold/features.py): null for renders of manifest parts written before them
+    lufs,
+    true_peak_dbtp,
+    spectral_centroid_hz,
+    spectral_bandwidth_hz,
+    zcr,
+    onset_count,
+    mfcc,
+    f0_hz,
+    f0_error_cents
 from {{ source('gold', 'renders') }}

@@ -26,7 +26,7 @@ from psycopg.errors import UndefinedTable
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..config import Settings
-from .catalog import SPLITS, Catalog, Filters
+from .catalog import SORTS, SPLITS, Catalog, Filters
 from .pianoroll import note_name, pianoroll_svg
 from .ranges import RangeNotSatisfiable, parse_range
 from .spectrogram import spectrogram_png
@@ -47,6 +47,15 @@ def _int_param(request: Request, name: str, low: int, high: int) -> int | None:
     return int(raw)
 
 
+def _float_param(request: Request, name: str, low: float, high: float) -> float | None:
+    raw = request.query_params.get(name, "").strip()
+    if raw == "":
+        return None
+    if not re.fullmatch(r"-?\d{1,6}(\.\d{1,3})?", raw) or not low <= float(raw) <= high:
+        raise HTTPException(400, f"{name} must be a number from {low:g} to {high:g}")
+    return float(raw)
+
+
 def filters_of(request: Request) -> Filters:
     """The filters in the query string; bad values are a 400, empty form fields mean unset."""
     split = request.query_params.get("split", "").strip() or None
@@ -56,12 +65,20 @@ def filters_of(request: Request) -> Filters:
     if patch is not None and not _PATCH_ID.match(patch):
         raise HTTPException(400, "patch must be a patch id")
     song = request.query_params.get("song", "").strip()[:200] or None
+    sort = request.query_params.get("sort", "").strip() or "number"
+    if sort not in SORTS:
+        raise HTTPException(400, f"sort must be one of {', '.join(SORTS)}")
     return Filters(
         split=split,
         patch=patch,
         pitch_min=_int_param(request, "pitch_min", 0, 127),
         pitch_max=_int_param(request, "pitch_max", 0, 127),
         song=song,
+        lufs_min=_float_param(request, "lufs_min", -200, 20),
+        lufs_max=_float_param(request, "lufs_max", -200, 20),
+        centroid_min=_float_param(request, "centroid_min", 0, 100000),
+        centroid_max=_float_param(request, "centroid_max", 0, 100000),
+        sort=sort,
     )
 
 
@@ -155,6 +172,7 @@ def create_app(
             page_sizes=PAGE_SIZES,
             filters=filters,
             splits=SPLITS,
+            sorts=SORTS,
             patches=catalog.patches(),
             filter_query=filters.query(),
             prev_page=_link(request, "/phrases", query | {"page": str(page - 1)}) if page > 1 else None,

@@ -32,6 +32,15 @@ from ..warehouse.postgres import warehouse_url
 from ..warehouse.schema import BROWSER_DDL
 
 SPLITS = ("train", "validate", "test")
+# the index's orders: a phrase's loudness or brightness is the mean over its renders (of the
+# chosen patch, with a patch filter); phrases without features (older renders) sort last
+SORTS = {
+    "number": "b.n",
+    "loudness": "lufs asc nulls last, b.n",
+    "-loudness": "lufs desc nulls last, b.n",
+    "centroid": "centroid asc nulls last, b.n",
+    "-centroid": "centroid desc nulls last, b.n",
+}
 
 
 # New rendered phrases, numbered in song / track / bar order (under an advisory lock, so
@@ -66,13 +75,27 @@ class Filters:
     pitch_min: int | None = None
     pitch_max: int | None = None
     song: str | None = None
+    lufs_min: float | None = None  # a render of the phrase (of ``patch``) within these bounds
+    lufs_max: float | None = None
+    centroid_min: float | None = None
+    centroid_max: float | None = None
+    sort: str = "number"  # a key of SORTS
+
+    def renders(self) -> str:
+        """The SQL condition on ``gold.renders g`` (joined to ``b``) of the renders that count."""
+        clauses = ["g.content_hash = b.content_hash"]
+        if self.patch:
+            clauses.append("g.patch_id = %(patch)s")
+        for column, name in (("lufs", "lufs"), ("spectral_centroid_hz", "centroid")):
+            if getattr(self, f"{name}_min") is not None:
+                clauses.append(f"g.{column} >= %({name}_min)s")
+            if getattr(self, f"{name}_max") is not None:
+                clauses.append(f"g.{column} <= %({name}_max)s")
+        return " and ".join(clauses)
 
     def where(self) -> tuple[str, dict[str, Any]]:
         """A SQL condition on ``browser.phrases b`` and its parameters."""
-        clauses = [
-            "exists (select 1 from gold.renders g where g.content_hash = b.content_hash"
-            + (" and g.patch_id = %(patch)s)" if self.patch else ")")
-        ]
+        clauses = [f"exists (select 1 from gold.renders g where {self.renders()})"]
         if self.split:
             clauses.append("b.set_type = %(split)s")
         if self.pitch_min is not None:
@@ -84,8 +107,8 @@ class Filters:
         return " and ".join(clauses), asdict(self)
 
     def query(self) -> dict[str, str]:
-        """The filters as URL query parameters (unset ones left out)."""
-        return {k: str(v) for k, v in asdict(self).items() if v not in (None, "")}
+        """The filters as URL query parameters (unset ones, and the default order, left out)."""
+        return {k: str(v) for k, v in asdict(self).items() if v not in (None, "") and (k, v) != ("sort", "number")}
 
 
 class _LRU:
@@ -168,8 +191,11 @@ class Catalog:
             total = conn.execute(f"select count(*) as c from browser.phrases b where {where}", params).fetchone()
             rows = conn.execute(
                 f"select {PHRASE_COLUMNS}, array(select g.patch_id from gold.renders g "
-                f"where g.content_hash = b.content_hash order by g.patch_id) as patches "
-                f"from browser.phrases b where {where} order by b.n limit %(limit)s offset %(offset)s",
+                f"where g.content_hash = b.content_hash order by g.patch_id) as patches, "
+                f"(select avg(g.lufs) from gold.renders g where {filters.renders()}) as lufs, "
+                f"(select avg(g.spectral_centroid_hz) from gold.renders g where {filters.renders()}) as centroid "
+                f"from browser.phrases b where {where} order by {SORTS[filters.sort]} "
+                "limit %(limit)s offset %(offset)s",
                 params | {"limit": limit, "offset": offset},
             ).fetchall()
         return int(total["c"]), rows

@@ -3,7 +3,8 @@
 A phrase is rendered by an engine (dexed-py in-process by default, see ``engine``; the
 real Dexed VST3 when ``DX7LAKE_DEXED_VST3`` is set, see ``vst3``), mastered to FLAC
 (``master``), and described by a manifest row that alone reproduces it: the aligned
-notes, the 156-byte voice, the tempo, sample rate, effects, FLAC level and encoder, and note-length rule.
+notes, the 156-byte voice, the tempo, sample rate, effects, FLAC level and encoder, and note-length rule;
+and the render's audio features (``features``), computed from the mastered samples in the worker.
 
 Gold objects are content-addressed
 (``gold/renders/<note_length>/<patch>/<hh>/<content_hash>.flac``). Gold is append-only: a
@@ -45,6 +46,7 @@ import pyarrow.parquet as pq
 
 from ..lake import Lake
 from .engine import DEFAULT_MEMO_BYTES, RELEASE_1S, UNTIL_SILENT, DexedEngine, Note, RenderSpec
+from .features import features
 from .master import Master
 from .patches import Voice
 from .pool import ordered_map, worker_count
@@ -85,6 +87,16 @@ MANIFEST_SCHEMA = pa.schema(
         ("flac_level", pa.int32()),
         ("flac_encoder", pa.string()),
         ("note_length", pa.string()),
+        # audio features (``features``): null in parts written before they existed
+        ("lufs", pa.float64()),
+        ("true_peak_dbtp", pa.float64()),
+        ("spectral_centroid_hz", pa.float64()),
+        ("spectral_bandwidth_hz", pa.float64()),
+        ("zcr", pa.float64()),
+        ("onset_count", pa.int32()),
+        ("mfcc", pa.list_(pa.float64())),
+        ("f0_hz", pa.float64()),
+        ("f0_error_cents", pa.float64()),
     ]
 )
 
@@ -225,16 +237,21 @@ class PhraseRenderer:
             "flac_level": spec.flac_level,
             "flac_encoder": self.master.encoder.name,
             "note_length": spec.note_length,
+            **features(out.pcm, spec.sample_rate, notes, spec.samples_per_beat, out.peak).row(),
         }
         return out.flac, row
 
 
-def render_row(row: dict, vst3_path: str | None = None) -> bytes:
-    """Re-render one manifest row from the row alone (its notes, voice and settings)."""
+def rerender_row(row: dict, vst3_path: str | None = None) -> tuple[bytes, dict]:
+    """Re-render one manifest row from the row alone (its notes, voice and settings): FLAC and the new row."""
     voice = Voice(row["patch_name"], bytes(row["patch_vced"]))
     notes = [(n["start"], n["duration"], n["velocity"], n["pitch"]) for n in row["notes"]]
-    flac, _ = PhraseRenderer(spec_of_row(row), vst3_path).render(voice, row["content_hash"], notes)
-    return flac
+    return PhraseRenderer(spec_of_row(row), vst3_path).render(voice, row["content_hash"], notes)
+
+
+def render_row(row: dict, vst3_path: str | None = None) -> bytes:
+    """The FLAC of one manifest row, re-rendered from the row alone."""
+    return rerender_row(row, vst3_path)[0]
 
 
 # --- pool workers: one renderer (engine, memo, effects) per process ---
@@ -447,3 +464,25 @@ def compact_partition(lake: Lake, patch_id: str, render_p: int) -> dict:
     for key in keys:
         lake.delete(key)
     return {"patch_id": patch_id, "render_p": render_p, "parts": len(keys), "merged": table.num_rows, "key": merged}
+
+
+def backfill_features(lake: Lake, patch_id: str, render_p: int) -> dict:
+    """Audio features for the rows of a partition's manifest that lack them (parts written
+    before features existed), from their FLACs: decoded, they are the samples the worker
+    held, so the features are those a render today records. The rows, otherwise unchanged,
+    go into a new part (a later part wins; ``compact`` merges them); nothing to do, no part."""
+    import soundfile
+
+    table = read_manifest(lake, patch_id, render_p)
+    rows = [] if table is None else [r for r in table.to_pylist() if r.get("spectral_centroid_hz") is None]
+    for row in rows:
+        pcm, sample_rate = soundfile.read(io.BytesIO(lake.get(row["key"])), dtype="int32")
+        notes = [(n["start"], n["duration"], n["velocity"], n["pitch"]) for n in row["notes"]]
+        spec = spec_of_row(row)
+        row.update(features(pcm >> 16, sample_rate, notes, spec.samples_per_beat).row())
+    if rows:
+        lake.put_parquet(
+            part_key(patch_id, render_p, [r["content_hash"] for r in rows]),
+            pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA),
+        )
+    return {"patch_id": patch_id, "render_p": render_p, "backfilled": len(rows)}

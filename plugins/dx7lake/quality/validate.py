@@ -15,6 +15,10 @@ before it fails the run. Checks, by the name they are recorded under:
   row of the checked parts is loaded in gold.renders with its sha256;
 - ``objects``: each checked render's object exists and its sha256 matches;
 - ``audio``: each checked render decodes and sounds right (see ``audio_qa``);
+- ``loudness``: no checked render is ``Settings.loudness_outlier_lu`` or more below its
+  patch's median integrated loudness, or under the -70 LUFS gate (a near miss of the
+  silence check: audible samples, nothing a listener hears); renders without features
+  (from parts written before them) are not judged;
 - ``dbt_gold``: the dbt data tests declared on the gold source.
 """
 
@@ -38,7 +42,7 @@ from ..warehouse.postgres import connect
 from ..warehouse.transform import invoke_dbt
 from . import audio_qa
 
-CHECKS = ("bronze_raw", "coverage", "gold_load", "objects", "audio", "dbt_gold")
+CHECKS = ("bronze_raw", "coverage", "gold_load", "objects", "audio", "loudness", "dbt_gold")
 DBT_GOLD_SELECTOR = "source:gold"
 # object reads are I/O (S3 round trips); decoding in libsndfile releases the GIL
 READ_WORKERS = 8
@@ -129,6 +133,8 @@ def validate_run(
             sample = _audit_sample(conn, patch_ids, {r["key"] for r in rows}, audit, seed=run_id or "")
             result.audited = len(sample)
             rows += sample
+        with result.timing("loudness") as check:
+            _check_loudness(conn, patch_ids, [r["key"] for r in rows], settings.loudness_outlier_lu, check)
     check_objects(lake, rows, result)
     if dbt_tests:
         with result.timing("dbt_gold") as check:
@@ -180,6 +186,25 @@ def _audit_sample(conn, patch_ids: list[str], exclude: set[str], size: int, seed
     )
     names = [d.name for d in cur.description]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def _check_loudness(conn, patch_ids: list[str], keys: list[str], outlier_lu: float, check: Check) -> None:
+    """Checked renders far below their patch's median loudness, or below the gate (one
+    aggregate per patch over gold.renders: the median needs every render of the voice)."""
+    found = conn.execute(
+        """with medians as (
+               select patch_id, percentile_cont(0.5) within group (order by lufs) as median
+               from gold.renders where patch_id = any(%s) group by patch_id)
+           select r.key, r.lufs, m.median from gold.renders r join medians m using (patch_id)
+           where r.key = any(%s) and r.spectral_centroid_hz is not null""",
+        (patch_ids, keys),
+    ).fetchall()
+    check.checked = len(found)
+    for key, lufs, median in found:
+        if lufs is None:
+            check.fail(key, "loudness below the -70 LUFS gate (audible samples, nothing heard)")
+        elif median is not None and lufs <= median - outlier_lu:
+            check.fail(key, f"loudness {lufs:.1f} LUFS is {median - lufs:.1f} LU below its patch's median {median:.1f}")
 
 
 def _reconcile_bronze(conn, lake: Lake, result: Validation, check: Check) -> None:

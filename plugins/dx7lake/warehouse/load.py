@@ -121,9 +121,19 @@ def load_new_bronze_parts(conn: psycopg.Connection, lake: Lake, p: str, run_id: 
     }
 
 
-RENDER_COLUMNS = (
-    "content_hash, patch_id, key, sha256, bytes, sample_rate, duration_s, peak, rms, bpm, notes, render_p, note_length"
-)
+FEATURE_COLUMNS = (
+    "lufs",
+    "true_peak_dbtp",
+    "spectral_centroid_hz",
+    "spectral_bandwidth_hz",
+    "zcr",
+    "onset_count",
+    "mfcc",
+    "f0_hz",
+    "f0_error_cents",
+)  # = gold.features.FEATURE_COLUMNS (tests/test_features.py): null in parts written before them
+MANIFEST_COLUMNS = "content_hash, patch_id, key, sha256, bytes, sample_rate, duration_s, peak, rms, bpm, notes"
+RENDER_COLUMNS = ", ".join([MANIFEST_COLUMNS, "render_p", "note_length", *FEATURE_COLUMNS])
 
 
 def load_manifest_parts(
@@ -157,6 +167,7 @@ def load_manifest_parts(
                             json.dumps(r["notes"]),
                             render_p,
                             r.get("note_length"),  # None: rendered before the rule was recorded
+                            *(r.get(c) for c in FEATURE_COLUMNS),
                             part_no,
                         )
                     )

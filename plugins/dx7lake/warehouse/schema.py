@@ -80,6 +80,16 @@ create table if not exists gold.renders (
     primary key (content_hash, patch_id)
 );
 alter table gold.renders add column if not exists note_length text;
+-- audio features (gold/features.py): null for rows of manifest parts written before them
+alter table gold.renders add column if not exists lufs double precision;
+alter table gold.renders add column if not exists true_peak_dbtp double precision;
+alter table gold.renders add column if not exists spectral_centroid_hz double precision;
+alter table gold.renders add column if not exists spectral_bandwidth_hz double precision;
+alter table gold.renders add column if not exists zcr double precision;
+alter table gold.renders add column if not exists onset_count integer;
+alter table gold.renders add column if not exists mfcc double precision[];
+alter table gold.renders add column if not exists f0_hz double precision;
+alter table gold.renders add column if not exists f0_error_cents double precision;
 create table if not exists gold.manifest_parts (
     key text primary key,
     patch_id text not null,
