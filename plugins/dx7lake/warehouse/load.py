@@ -106,19 +106,20 @@ def loaded_bronze_parts(conn: psycopg.Connection, p: str) -> set[str]:
 def load_new_bronze_parts(conn: psycopg.Connection, lake: Lake, p: str, run_id: str) -> dict:
     """Load the committed bronze parts of partition ``p`` that the ledger lacks, one
     transaction each: a run costs the parts it adds, a rerun loads nothing, and a load
-    killed halfway keeps the parts it committed and leaves the rest to the next run."""
+    killed halfway keeps the parts it committed and leaves the rest to the next run.
+
+    The figures are the run's, from the ledger and ``ops.load_stats``, not this attempt's: a
+    retry after an attempt that loaded everything reports what the run loaded, not zero."""
     done = loaded_bronze_parts(conn, p)
-    results = [
-        load_bronze_part(conn, p, name, read_bronze_part(lake, p, name), run_id)
-        for name in committed_data_parts(lake, p)
-        if name not in done
-    ]
-    return {
-        "p": p,
-        "parts": len(results),
-        "rows": sum(r["rows"] for r in results),
-        "bytes": sum(r["bytes"] for r in results),
-    }
+    for name in committed_data_parts(lake, p):
+        if name not in done:
+            load_bronze_part(conn, p, name, read_bronze_part(lake, p, name), run_id)
+    with conn.transaction():
+        parts, rows = conn.execute(
+            "select count(*), coalesce(sum(rows), 0) from raw.bronze_parts where p = %s and run_id = %s", (p, run_id)
+        ).fetchone()
+        loaded = conn.execute("select bytes from ops.load_stats where p = %s and run_id = %s", (p, run_id)).fetchone()
+    return {"p": p, "parts": int(parts), "rows": int(rows), "bytes": int(loaded[0]) if loaded else 0}
 
 
 FEATURE_COLUMNS = (
