@@ -1,16 +1,20 @@
 """dx7lake: MIDI landing → bronze parquet → raw (COPY) → dbt silver → Dexed gold FLAC.
 
 Wiring only: every task calls a function of ``dx7lake.stages``; XCom carries keys,
-partition numbers and counts, never data.
+partition numbers and counts, never data. The failure policy comes from ``Settings``: every
+task retries with exponential backoff (every stage is idempotent) and has its stage's
+``execution_timeout``; the run has a ``dagrun_timeout``; a failure, a timeout included,
+ends the run ``failed`` in ``ops.pipeline_runs`` with its reason. Extract and render run in
+Airflow pools sized for the workers (``Settings.pools``), so they spread over Celery workers.
 """
 
 from __future__ import annotations
 
 import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from dx7lake.config import DEFAULT_BPM, DEFAULT_PATCHES, DEFAULT_SAMPLE_RATE, load_settings
+from dx7lake.config import DEFAULT_BPM, DEFAULT_PATCHES, DEFAULT_SAMPLE_RATE, EXTRACT_POOL, RENDER_POOL, load_settings
 from dx7lake.orchestration.cosmos_dbt import dbt_task_group
 
 BRONZE = Asset("dx7lake_bronze")
@@ -25,6 +29,13 @@ def _mark_run_failed(context) -> None:
     mark_run_failed(context)
 
 
+SETTINGS = load_settings()  # the dag-processor's environment: timeouts, retries, dbt project
+
+
+def timeout(stage: str):
+    return SETTINGS.task_timeout(stage)
+
+
 @dag(
     dag_id="dx7lake",
     schedule=None,
@@ -32,7 +43,16 @@ def _mark_run_failed(context) -> None:
     catchup=False,
     max_active_runs=1,
     tags=["dx7lake"],
-    default_args={"on_failure_callback": _mark_run_failed},
+    dagrun_timeout=SETTINGS.dagrun_timeout,
+    on_failure_callback=_mark_run_failed,
+    default_args={
+        "retries": SETTINGS.task_retries,
+        "retry_delay": SETTINGS.retry_delay,
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": SETTINGS.max_retry_delay,
+        "execution_timeout": timeout("other"),
+        "on_failure_callback": _mark_run_failed,
+    },
     params={
         "source": Param(None, type=["null", "string"], description="MIDI folder or URI (default: the landing folder)"),
         "extract_shards": Param(4, type="integer", minimum=1, maximum=16, description="parallel extract shards"),
@@ -52,7 +72,7 @@ def dx7lake():
         stages.start_run(load_settings(), context["run_id"], dict(context["params"]))
         return list(range(int(context["params"]["extract_shards"])))
 
-    @task(max_active_tis_per_dag=4)
+    @task(pool=EXTRACT_POOL, execution_timeout=timeout("extract"))
     def extract(shard: int, shards: str) -> dict:
         from dx7lake import stages
 
@@ -72,7 +92,7 @@ def dx7lake():
 
         return stages.bronze_partitions(load_settings())
 
-    @task(outlets=[RAW], max_active_tis_per_dag=2)
+    @task(outlets=[RAW], max_active_tis_per_dag=2, execution_timeout=timeout("load"))
     def load(p: str) -> dict:
         from dx7lake import stages
 
@@ -86,7 +106,7 @@ def dx7lake():
         loads = stages.task_results(results)
         return {"partitions": len(loads), "rows": sum(r["rows"] for r in loads)}
 
-    @task(outlets=[SILVER])
+    @task(outlets=[SILVER], execution_timeout=timeout("plan_render"))
     def plan_render() -> dict:
         """Runs once dbt built silver and its tests passed: publishes silver, plans gold."""
         from dx7lake import stages
@@ -99,7 +119,7 @@ def dx7lake():
     def render_partitions(plan: dict) -> list[int]:
         return plan["partitions"]
 
-    @task(outlets=[GOLD], max_active_tis_per_dag=1)  # each task already runs a process per core
+    @task(pool=RENDER_POOL, execution_timeout=timeout("render"))  # processes: its share of the worker's cores
     def render(render_p: int, patches: str, bpm: float, sample_rate: int) -> dict:
         from dx7lake import stages
 
@@ -107,14 +127,14 @@ def dx7lake():
         result = stages.render_partition(settings, render_p, patches, bpm, sample_rate)
         return stages.record_render(settings, get_current_context()["run_id"], result, bpm, sample_rate)
 
-    @task(trigger_rule="none_failed")  # runs when the plan left nothing to render too
+    @task(trigger_rule="none_failed", execution_timeout=timeout("load_renders"))  # also when nothing to render
     def load_renders(_rendered: list[dict]) -> dict:
         from dx7lake import stages
 
         run_id, settings = get_current_context()["run_id"], load_settings()
         return stages.record(settings, run_id, "load_renders", stages.load_renders(settings, run_id))
 
-    @task
+    @task(execution_timeout=timeout("validate"))
     def validate(_gold: dict) -> dict:
         from dx7lake import stages
 
@@ -122,14 +142,14 @@ def dx7lake():
         result = stages.run_validation(settings, context["params"]["patches"], context["run_id"], max_failures=50)
         return stages.record(settings, context["run_id"], "validate", result)
 
-    @task
+    @task(execution_timeout=timeout("analytics"))
     def analytics(_checks: dict) -> dict:
         """The dbt analytics marts the dashboards read."""
         from dx7lake import stages
 
         return stages.build_analytics(load_settings())
 
-    @task
+    @task(execution_timeout=timeout("metabase"))
     def metabase(_analytics: dict) -> dict:
         """Dashboards as code onto Metabase; skipped when METABASE_URL is not set."""
         from dx7lake import stages
@@ -139,8 +159,9 @@ def dx7lake():
             raise AirflowSkipException("METABASE_URL is not set")
         return stages.provision_metabase(settings)
 
-    @task(trigger_rule="none_failed")
+    @task(trigger_rule="none_failed", outlets=[GOLD])
     def summary(extracted: dict, loads: list[dict], plan: dict, renders: list[dict], gold: dict, checks: dict):
+        """Publishes gold (one asset event) once validation passed; else fails the run, no retry."""
         from dx7lake import stages
 
         settings = load_settings()
@@ -157,12 +178,12 @@ def dx7lake():
         )
         stages.finish_run(settings, get_current_context()["run_id"], result["validation"] == "passed")
         if result["validation"] != "passed":
-            raise RuntimeError(f"validation failed: {result['validation_failures'][:10]}")
+            raise AirflowFailException(f"validation failed: {result['validation_failures'][:10]}")
         return {k: v for k, v in result.items() if k != "validation_failures"}
 
     extracted = merge_extract(extract.partial(shards="{{ params.extract_shards }}").expand(shard=extract_shards()))
     loads = load.expand(p=bronze_partitions(extracted))
-    silver = dbt_task_group(load_settings())
+    silver = dbt_task_group(SETTINGS)
     plan = plan_render()
     loaded(loads) >> silver >> plan
     renders = render.partial(

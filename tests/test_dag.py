@@ -53,3 +53,72 @@ def test_dag_shape():
     # the DAG file holds wiring only: no dx7lake business module imported at parse time
     source = (REPO / "dags" / "dx7lake_pipeline.py").read_text()
     assert "from dx7lake import stages" in source and "\nfrom dx7lake import stages" not in source
+
+
+# Tasks that must not retry, with the reason; every other task retries (docs/ARCHITECTURE.md,
+# Guarantees: every stage is idempotent, tests/test_idempotency.py proves it per stage).
+NOT_RETRIED: dict[str, str] = {}
+
+
+def _dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(REPO / "dags")).dags["dx7lake"]
+
+
+def test_every_task_retries_with_backoff_and_has_its_stage_timeout():
+    from dx7lake.config import EXTRACT_POOL, RENDER_POOL, load_settings
+
+    settings, dag = load_settings(env={}), _dag()
+    assert dag.dagrun_timeout == settings.dagrun_timeout and dag.on_failure_callback
+    stage_of = {"extract": "extract", "load": "load", "render": "render", "validate": "validate"}
+    stage_of |= {"plan_render": "plan_render", "load_renders": "load_renders", "analytics": "analytics"}
+    stage_of |= {"metabase": "metabase"}
+    for task in dag.tasks:
+        if task.task_id in NOT_RETRIED:
+            assert task.retries == 0, task.task_id
+        else:
+            assert task.retries == settings.task_retries > 0, task.task_id
+            assert task.retry_exponential_backoff > 1 and task.max_retry_delay == settings.max_retry_delay
+            assert task.retry_delay == settings.retry_delay
+        stage = "dbt" if task.task_id.startswith("dbt_silver.") else stage_of.get(task.task_id, "other")
+        assert task.execution_timeout == settings.task_timeout(stage), task.task_id
+        assert task.on_failure_callback, task.task_id
+    # the heavy stages spread over workers through pools, not a per-DAG cap of one
+    assert (dag.get_task("render").pool, dag.get_task("extract").pool) == (RENDER_POOL, EXTRACT_POOL)
+    assert dag.get_task("render").max_active_tis_per_dag is None
+    # gold is published once, by the task that fails the run unless validation passed
+    publishers = {t.task_id for t in dag.tasks for o in t.outlets if o.name == "dx7lake_gold"}
+    assert publishers == {"summary"}
+
+
+def test_the_failure_policy_follows_the_environment_the_dag_is_parsed_in():
+    parse = PARSE.replace(
+        'print(json.dumps({"errors"',
+        'd = bag.dags["dx7lake"]; r = d.get_task("render"); b = d.get_task("dbt_silver.phrases.run")\n'
+        'print(json.dumps({"render": r.execution_timeout.total_seconds(), "retries": r.retries,'
+        ' "run": d.dagrun_timeout.total_seconds(), "dbt": b.execution_timeout.total_seconds()}))\n'
+        'print(json.dumps({"errors"',
+    )
+    env = os.environ | {
+        "DX7LAKE_TASK_TIMEOUTS": "render=5m,dbt=90s",
+        "DX7LAKE_TASK_RETRIES": "4",
+        "DX7LAKE_DAGRUN_TIMEOUT": "3h",
+    }
+    out = subprocess.run([sys.executable, "-c", parse % str(REPO / "dags")], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-2]) == {"render": 300, "retries": 4, "run": 10800, "dbt": 90}
+
+
+def test_pools_are_created_with_slots_from_settings(airflow_db):
+    """As `dx7lake demo`, `dx7lake airflow` and compose's airflow-init create them; read back
+    through Airflow's own CLI."""
+    from dx7lake.config import load_settings
+    from dx7lake.orchestration.airflow_env import ensure_pools
+
+    env = {"DX7LAKE_WORKERS": "3", "DX7LAKE_RENDER_TASKS_PER_WORKER": "2"}
+    assert ensure_pools(load_settings(env=env)) == {"dx7lake_render": 6, "dx7lake_extract": 12}
+    airflow = os.path.join(os.path.dirname(sys.executable), "airflow")
+    listed = subprocess.run([airflow, "pools", "list", "-o", "json"], capture_output=True, text=True, check=True)
+    slots = {p["pool"]: int(p["slots"]) for p in json.loads(listed.stdout)}
+    assert (slots["dx7lake_render"], slots["dx7lake_extract"]) == (6, 12)

@@ -75,6 +75,28 @@ def test_a_failed_task_marks_its_run_failed(settings):
     assert _rows(settings, "select status, reason from ops.pipeline_runs") == [("running", None)]
 
 
+def test_a_timed_out_run_is_marked_failed_by_the_dags_own_callback(settings):
+    """The DAG's on_failure_callback with the context Airflow gives a DAG callback when
+    ``dagrun_timeout`` passes (``reason`` timed_out, the still-running task as ``ti``): no task
+    callback runs then, so this is the only record of why the run failed."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from conftest import REPO
+
+    dag = DagBag(dag_folder=str(REPO / "dags")).dags["dx7lake"]
+    stages.start_run(settings, "run-t", {})
+    ti = SimpleNamespace(task_id="render", map_index=3)
+    dag.on_failure_callback({"run_id": "run-t", "reason": "timed_out", "dag": dag, "ti": ti})
+    ((status, reason),) = _rows(settings, "select status, reason from ops.pipeline_runs")
+    assert status == "failed"
+    assert reason == f"run timed out: still running after dagrun_timeout {dag.dagrun_timeout} (in render[3])"
+    stages.start_run(settings, "run-u", {})
+    dag.on_failure_callback({"run_id": "run-u", "reason": "task_failure", "dag": dag, "ti": ti})
+    assert _rows(settings, "select reason from ops.pipeline_runs where run_id = 'run-u'") == [
+        ("run failed (task_failure), last failed task render[3]",)
+    ]
+
+
 def test_validation_results_replace_the_runs_own_rows(settings):
     stages.start_run(settings, "run-v", {})
     checks = [{"check": "audio", "checked": 10, "failed": 1, "seconds": 0.1}]

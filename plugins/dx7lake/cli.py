@@ -146,7 +146,7 @@ def cmd_metabase(args) -> int:
 def cmd_demo(args) -> int:
     """Run the DAG for real with ``airflow dags test`` on the embedded default."""
     from .bronze.corpus import write_demo_corpus
-    from .orchestration.airflow_env import airflow_environment
+    from .orchestration.airflow_env import airflow_environment, ensure_pools
     from .warehouse.postgres import stop_embedded
 
     settings = _settings(args)
@@ -160,6 +160,7 @@ def cmd_demo(args) -> int:
         airflow = str(Path(sys.executable).with_name("airflow"))
         print(f"==> Airflow metadata DB in {settings.airflow_home}", flush=True)
         subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+        ensure_pools(settings, env)
         conf = json.dumps({"patches": args.patches})
         log_path = settings.airflow_home / "dags_test.log"
         print(f"==> airflow dags test dx7lake (a real Airflow run; full log in {log_path})", flush=True)
@@ -213,12 +214,26 @@ def _run_logged(cmd: list[str], env: dict[str, str], log_path: Path) -> int:
 
 def cmd_airflow(args) -> int:
     """``airflow standalone`` on the same home, so the DAG can be triggered from the UI."""
-    from .orchestration.airflow_env import airflow_environment
+    from .orchestration.airflow_env import airflow_environment, ensure_pools
 
     settings = _settings(args)
     env = airflow_environment(settings)
     settings.airflow_home.mkdir(parents=True, exist_ok=True)
-    return subprocess.call([str(Path(sys.executable).with_name("airflow")), "standalone"], env=env)
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    # standalone migrates too, but its scheduler must find the pools from its first loop
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    ensure_pools(settings, env)
+    return subprocess.call([airflow, "standalone"], env=env)
+
+
+def cmd_pools(args) -> int:
+    """Create or resize the DAG's Airflow pools (after ``airflow db migrate``), sized by
+    DX7LAKE_WORKERS and the tasks per worker; compose's airflow-init runs it."""
+    from .orchestration.airflow_env import ensure_pools
+
+    settings = _settings(args)
+    _print(ensure_pools(settings))
+    return 0
 
 
 def cmd_serve(args) -> int:
@@ -319,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("settings", cmd_settings, "print the resolved settings as JSON (--markdown: the README's table)")
     p.add_argument("--markdown", action="store_true")
     add("airflow", cmd_airflow, "airflow standalone on this home (UI on :8080)")
+    add("pools", cmd_pools, "create or resize the DAG's Airflow pools in the metadata DB (after db migrate)")
     p = add("serve", cmd_serve, "the phrase browser alone (no login: binds to localhost by default)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765, help="0 picks a free port (printed as JSON)")
@@ -333,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     # pgserver asks platformdirs for a runtime dir it does not need; not the user's concern
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
-    if args.fn in (cmd_db, cmd_settings):  # neither starts the embedded Postgres
+    if args.fn in (cmd_db, cmd_settings, cmd_pools):  # none starts the embedded Postgres
         return args.fn(args)
     from .warehouse.postgres import stopped_after
 

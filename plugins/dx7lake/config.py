@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,29 @@ DEFAULT_MAX_SECONDS = 6 * 3600.0
 DEFAULT_DEMO_LIMIT = 40
 DEFAULT_VALIDATION_AUDIT = 200  # older renders re-checked per run (validate --full checks all)
 
+# The DAG's failure policy (docs/ARCHITECTURE.md, Guarantees: every stage is idempotent, so
+# a retry is safe). A stage's timeout bounds a hung S3, Postgres or Metabase call; ``other``
+# is every bookkeeping task. Sized for a Lakh-scale run on one machine.
+TASK_STAGES = (
+    "extract",
+    "load",
+    "dbt",
+    "plan_render",
+    "render",
+    "load_renders",
+    "validate",
+    "analytics",
+    "metabase",
+    "other",
+)
+DEFAULT_TASK_TIMEOUTS = (
+    "extract=2h,load=1h,dbt=2h,plan_render=30m,render=6h,"
+    "load_renders=1h,validate=2h,analytics=1h,metabase=15m,other=15m"
+)
+# Airflow pools that spread the heavy stages over workers (``Settings.pools``).
+RENDER_POOL = "dx7lake_render"
+EXTRACT_POOL = "dx7lake_extract"
+
 
 def _split(raw: str) -> tuple[tuple[str, float], ...]:
     shares = [float(x) for x in raw.split(",")]
@@ -46,10 +70,43 @@ def _split(raw: str) -> tuple[tuple[str, float], ...]:
     return tuple(zip(("train", "test", "validate"), shares, strict=True))
 
 
-def _workers(raw: str) -> int:
-    if int(raw) < 1:
-        raise ValueError(f"DX7LAKE_RENDER_WORKERS must be at least 1, got {raw!r}")
-    return int(raw)
+def _positive(name: str) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        if int(raw) < 1:
+            raise ValueError(f"{name} must be at least 1, got {raw!r}")
+        return int(raw)
+
+    return parse
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(raw: str) -> timedelta:
+    """``90``, ``30s``, ``10m``, ``4h`` or ``2d``: a positive duration (bare numbers are seconds)."""
+    raw = raw.strip().lower()
+    number, unit = (raw[:-1], raw[-1]) if raw[-1:] in _UNITS else (raw, "s")
+    seconds = float(number) * _UNITS[unit]
+    if seconds <= 0:
+        raise ValueError(f"a duration must be positive, got {raw!r}")
+    return timedelta(seconds=seconds)
+
+
+def parse_task_timeouts(raw: str) -> tuple[tuple[str, timedelta], ...]:
+    """``stage=duration,...`` over the defaults: a stage not named keeps its default."""
+    timeouts = dict(_stage_durations(DEFAULT_TASK_TIMEOUTS))
+    timeouts.update(_stage_durations(raw))
+    return tuple((stage, timeouts[stage]) for stage in TASK_STAGES)
+
+
+def _stage_durations(raw: str) -> list[tuple[str, timedelta]]:
+    pairs = []
+    for item in filter(None, (x.strip() for x in raw.split(","))):
+        stage, _, duration = item.partition("=")
+        if stage.strip() not in TASK_STAGES:
+            raise ValueError(f"DX7LAKE_TASK_TIMEOUTS: unknown stage {stage!r} (stages: {', '.join(TASK_STAGES)})")
+        pairs.append((stage.strip(), parse_duration(duration)))
+    return pairs
 
 
 def parse_demo_limit(raw: str) -> int | None:
@@ -96,8 +153,52 @@ VARIABLES: tuple[Variable, ...] = (
         "DX7LAKE_RENDER_WORKERS",
         "render_workers",
         "render processes per render task",
-        _workers,
-        "the cores this process may use",
+        _positive("DX7LAKE_RENDER_WORKERS"),
+        "the worker's cores ÷ `DX7LAKE_RENDER_TASKS_PER_WORKER`",
+    ),
+    Variable(
+        "DX7LAKE_WORKERS",
+        "workers",
+        "Airflow workers (machines or Celery workers) the pools are sized for",
+        _positive("DX7LAKE_WORKERS"),
+    ),
+    Variable(
+        "DX7LAKE_RENDER_TASKS_PER_WORKER",
+        "render_tasks_per_worker",
+        f"render tasks one worker runs at once: pool `{RENDER_POOL}` has workers × this slots,"
+        " and each task renders with the worker's cores ÷ this processes",
+        _positive("DX7LAKE_RENDER_TASKS_PER_WORKER"),
+    ),
+    Variable(
+        "DX7LAKE_EXTRACT_TASKS_PER_WORKER",
+        "extract_tasks_per_worker",
+        f"extract shards (one process each) one worker runs at once: pool `{EXTRACT_POOL}` has workers × this slots",
+        _positive("DX7LAKE_EXTRACT_TASKS_PER_WORKER"),
+    ),
+    Variable(
+        "DX7LAKE_TASK_RETRIES",
+        "task_retries",
+        "retries of a failed task (every stage is idempotent), with exponential backoff",
+        int,
+    ),
+    Variable(
+        "DX7LAKE_RETRY_DELAY", "retry_delay", "delay before the first retry, doubled each time", parse_duration, "30s"
+    ),
+    Variable("DX7LAKE_MAX_RETRY_DELAY", "max_retry_delay", "the longest delay between retries", parse_duration, "10m"),
+    Variable(
+        "DX7LAKE_TASK_TIMEOUTS",
+        "task_timeouts",
+        f"`execution_timeout` per stage, `stage=duration,...` over the defaults (stages: {', '.join(TASK_STAGES)};"
+        " `other` is every bookkeeping task)",
+        parse_task_timeouts,
+        DEFAULT_TASK_TIMEOUTS,
+    ),
+    Variable(
+        "DX7LAKE_DAGRUN_TIMEOUT",
+        "dagrun_timeout",
+        "a run still going after this fails, with the reason in `ops.pipeline_runs`",
+        parse_duration,
+        "48h",
     ),
     Variable(
         "DX7LAKE_VALIDATION_AUDIT",
@@ -149,6 +250,14 @@ class Settings:
     max_seconds: float = DEFAULT_MAX_SECONDS
     split: tuple[tuple[str, float], ...] = DEFAULT_SPLIT
     render_workers: int | None = None
+    workers: int = 1
+    render_tasks_per_worker: int = 1
+    extract_tasks_per_worker: int = 4
+    task_retries: int = 2
+    retry_delay: timedelta = timedelta(seconds=30)
+    max_retry_delay: timedelta = timedelta(minutes=10)
+    task_timeouts: tuple[tuple[str, timedelta], ...] = field(default_factory=lambda: parse_task_timeouts(""))
+    dagrun_timeout: timedelta = timedelta(hours=48)
     validation_audit: int = DEFAULT_VALIDATION_AUDIT
     syx: tuple[str, ...] = ()
     dexed_vst3: str | None = None
@@ -171,6 +280,25 @@ class Settings:
     @property
     def summary_path(self) -> Path:
         return self.home / "summary.json"
+
+    def task_timeout(self, stage: str) -> timedelta:
+        """The ``execution_timeout`` of a stage's tasks (``other`` for bookkeeping tasks)."""
+        return dict(self.task_timeouts)[stage]
+
+    @property
+    def pools(self) -> dict[str, dict[str, Any]]:
+        """The Airflow pools the DAG's heavy tasks run in, as ``airflow pools import`` reads them:
+        one slot per task a worker may run at once, times the workers."""
+        return {
+            RENDER_POOL: {
+                "slots": self.workers * self.render_tasks_per_worker,
+                "description": f"dx7lake render: {self.workers} worker(s) × {self.render_tasks_per_worker} task(s)",
+            },
+            EXTRACT_POOL: {
+                "slots": self.workers * self.extract_tasks_per_worker,
+                "description": f"dx7lake extract: {self.workers} worker(s) × {self.extract_tasks_per_worker} shard(s)",
+            },
+        }
 
 
 def load_settings(

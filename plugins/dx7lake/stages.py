@@ -15,6 +15,7 @@ from . import bronze
 from .config import DEFAULT_BPM, DEFAULT_SAMPLE_RATE, Settings
 from .gold import render
 from .gold.patches import Voice, bank_voices, choose_voices
+from .gold.pool import worker_count
 from .lake import lake_of
 from .quality import validate
 from .warehouse import load as warehouse
@@ -136,7 +137,7 @@ def render_partition(
             contents,
             voices,
             spec,
-            workers=settings.render_workers,
+            workers=worker_count(settings.render_workers, settings.render_tasks_per_worker),
             vst3_path=settings.dexed_vst3,
         )
 

@@ -21,11 +21,14 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def worker_count(configured: int | None = None) -> int:
-    """The cores this process may run on, capped by ``configured`` (``Settings.render_workers``)."""
+def worker_count(configured: int | None = None, tasks_per_worker: int = 1) -> int:
+    """Processes for one task: ``configured`` (``Settings.render_workers``) capped by the cores
+    this process may run on, or else its share of them when ``tasks_per_worker`` such tasks
+    run on this machine at once (``Settings.render_tasks_per_worker``), so that they together
+    use every core once and no core twice."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if configured is None:
-        return cores
+        return max(1, cores // max(1, tasks_per_worker))
     if configured < 1:
         raise ValueError(f"render workers must be at least 1, got {configured!r}")
     return min(configured, cores)

@@ -1,13 +1,21 @@
-"""Environment for Airflow processes that run the dx7lake DAG on a given home.
+"""Environment for Airflow processes that run the dx7lake DAG on a given home, and its pools.
 
 ``make demo`` and ``make airflow`` both go through here, so the DAG run from the
 terminal and the one triggered in the UI see the same lake, warehouse and settings.
+The DAG's extract and render tasks run in Airflow pools (``Settings.pools``): a scheduler
+never queues a task whose pool does not exist, so every place that migrates the metadata
+DB creates them next (``ensure_pools``; compose's airflow-init runs ``dx7lake pools``).
+``airflow dags test`` (the demo) runs tasks itself and ignores pools; it gets them anyway,
+so a later ``make airflow`` on the same home finds them.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from ..config import REPO_ROOT, Settings
@@ -45,3 +53,20 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         env["DX7LAKE_PG_URL"] = settings.pg_url
     env.update(warehouse_conn_env(settings))
     return env
+
+
+def ensure_pools(settings: Settings, env: dict[str, str] | None = None) -> dict[str, int]:
+    """Create or resize the DAG's pools in the metadata DB that ``env`` (default: this
+    process's environment) points at, already migrated, with one ``airflow pools import``;
+    returns their slots."""
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="dx7lake-pools-") as fh:
+        json.dump(settings.pools, fh)
+        fh.flush()
+        subprocess.run(
+            [airflow, "pools", "import", fh.name],
+            env=dict(os.environ) if env is None else env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    return {name: pool["slots"] for name, pool in settings.pools.items()}

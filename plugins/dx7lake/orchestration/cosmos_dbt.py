@@ -49,6 +49,6 @@ def dbt_task_group(settings: Settings, group_id: str = "dbt_silver", **kwargs) -
             # socket); the DAG declares its own silver asset instead.
             emit_datasets=False,
         ),
-        operator_args={"install_deps": False},
+        operator_args={"install_deps": False, "execution_timeout": settings.task_timeout("dbt")},
         **kwargs,
     )

@@ -106,12 +106,33 @@ def record_validation(conn: psycopg.Connection, run_id: str, checks: list[dict],
             )
 
 
+def failure_reason(context) -> str:
+    """What ``ops.pipeline_runs.reason`` says about a failure, from an Airflow callback's context.
+
+    A task's callback (its retries spent) names the task and its error. The DAG's callback
+    has a ``reason`` from Airflow: ``timed_out`` when ``dagrun_timeout`` passed (no task
+    callback runs then: the unfinished tasks are skipped), else how the run ended, with the
+    task Airflow names (the last to fail, or the one still running at the timeout).
+    """
+    ti = context.get("ti")
+    task = ""
+    if ti is not None:
+        index = getattr(ti, "map_index", -1)
+        task = f"{ti.task_id}[{index}]" if index is not None and index >= 0 else ti.task_id
+    reason = context.get("reason")
+    if reason is None:
+        return f"{task}: {context.get('exception')}"[:2000]
+    if reason == "timed_out":
+        timeout = getattr(context.get("dag"), "dagrun_timeout", None)
+        return f"run timed out: still running after dagrun_timeout {timeout}" + (f" (in {task})" if task else "")
+    return f"run failed ({reason})" + (f", last failed task {task}" if task else "")
+
+
 def mark_run_failed(context) -> None:
-    """Airflow task failure callback: a run that dies in any task ends ``failed`` here too,
-    with the task and its error as the reason."""
+    """Airflow failure callback of every task and of the DAG: a run that dies in any task, or
+    times out, ends ``failed`` here too, with the first reason kept (``failure_reason``)."""
     from ..config import load_settings
     from .postgres import connect
 
-    reason = f"{context['ti'].task_id}: {context.get('exception')}"[:2000]
     with connect(load_settings()) as conn:
-        finish_run(conn, context["run_id"], "failed", reason)
+        finish_run(conn, context["run_id"], "failed", failure_reason(context))
