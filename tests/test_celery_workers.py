@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -422,6 +422,38 @@ def run_on_workers(deployment, name: str, workers: tuple[str, ...], on_poll=None
                 deployment.stack.stop(worker)
 
 
+def test_a_worker_killed_mid_render_is_retried_on_the_other(deployment, reference):
+    killed: dict[str, object] = {}
+
+    def kill_worker_b_mid_render(run_id: str) -> None:
+        """SIGKILL worker-b's process tree once one of its render tasks has run for 3 s."""
+        if killed:
+            return
+        now = datetime.now(UTC)
+        for t in deployment.task_instances(run_id):
+            rendering = t["task_id"] == "render" and t["state"] == "running" and t["hostname"] == "worker-b"
+            if rendering and (now - datetime.fromisoformat(t["start_date"])).total_seconds() >= 3:
+                deployment.stack.stop("worker-b")
+                killed.update(map_index=t["map_index"], try_number=t["try_number"])
+                return
+
+    target, run_id, tis = run_on_workers(deployment, "killed", ("worker-a", "worker-b"), kill_worker_b_mid_render)
+    assert killed, "worker-b never ran a render task for 3 s"
+    extract_hosts = Counter(t["hostname"] for t in tis if t["task_id"] == "extract")
+    assert set(extract_hosts) == {"worker-a", "worker-b"}, extract_hosts
+    tries = deployment.tries(run_id, "render", killed["map_index"])
+    by_try = {t["try_number"]: t for t in tries}
+    lost, retry = by_try[killed["try_number"]], by_try[max(by_try)]
+    assert lost["hostname"] == "worker-b" and lost["state"] in ("failed", "up_for_retry"), lost
+    assert retry["try_number"] > lost["try_number"] and retry["hostname"] == "worker-a"
+    assert retry["state"] == "success"
+    rows, objects = gold(target)
+    assert rows == reference["rows"]  # every manifest part concatenated: no render listed twice
+    assert objects == reference["objects"]
+    assert warehouse_gold(target) == reference["warehouse"]
+    assert row_counts(target) == reference["counts"]
+
+
 def test_two_workers_share_extract_and_render_and_match_the_local_executor(deployment, reference):
     target, _run_id, tis = run_on_workers(deployment, "two", ("worker-a", "worker-b"))
     for task in ("extract", "render"):
@@ -461,30 +493,3 @@ def test_render_throughput_one_vs_two_workers(capsys):
     }
     with capsys.disabled():
         print("\n" + json.dumps(figure))
-
-
-def test_a_worker_killed_mid_render_is_retried_on_the_other(deployment, reference):
-    killed: dict[str, object] = {}
-
-    def kill_worker_b_once_it_renders(run_id: str) -> None:
-        if killed:
-            return
-        for t in deployment.task_instances(run_id):
-            if t["task_id"] == "render" and t["state"] == "running" and t["hostname"] == "worker-b":
-                deployment.stack.stop("worker-b")
-                killed.update(map_index=t["map_index"], try_number=t["try_number"], at=time.monotonic())
-                return
-
-    target, run_id, _tis = run_on_workers(deployment, "killed", ("worker-a", "worker-b"), kill_worker_b_once_it_renders)
-    assert killed, "worker-b never ran a render task"
-    tries = deployment.tries(run_id, "render", killed["map_index"])
-    by_try = {t["try_number"]: t for t in tries}
-    lost, retry = by_try[killed["try_number"]], by_try[max(by_try)]
-    assert lost["hostname"] == "worker-b" and lost["state"] in ("failed", "up_for_retry"), lost
-    assert retry["try_number"] > lost["try_number"] and retry["hostname"] == "worker-a"
-    assert retry["state"] == "success"
-    rows, objects = gold(target)
-    assert rows == reference["rows"]  # every manifest part concatenated: no render listed twice
-    assert objects == reference["objects"]
-    assert warehouse_gold(target) == reference["warehouse"]
-    assert row_counts(target) == reference["counts"]

@@ -268,8 +268,10 @@ def test_the_image_installs_the_airflow_and_celery_provider_the_tests_ran():
     assert pins["AIRFLOW_VERSION"] == version("apache-airflow")
     assert pins["CELERY_PROVIDER_VERSION"] == version("apache-airflow-providers-celery")
     assert '"apache-airflow-providers-celery==${CELERY_PROVIDER_VERSION}"' in dockerfile
-    pyproject = (REPO / "pyproject.toml").read_text()
-    requirements = [Requirement(r) for r in re.findall(r'^\s+"([^"]+)",', pyproject, re.M)]
+    import tomllib
+
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    requirements = [Requirement(r) for r in dependencies]
     wanted = {r.name: r for r in requirements}
     for package in ("apache-airflow-providers-celery", "celery"):
         assert wanted[package].specifier.contains(version(package)), (package, version(package))
