@@ -62,6 +62,9 @@ FAST_FAILURE_DETECTION = {
     "DX7LAKE_RENDER_TASKS_PER_WORKER": "1",
 }
 RUN_TIMEOUT = 900
+# four whole DAG runs (about 10 min each on two busy cores, most of it the dbt chain); the
+# first test also pays for the control plane and the reference run
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(4 * 3600)]
 
 
 def free_port() -> int:
