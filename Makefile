@@ -99,7 +99,7 @@ env:
 # make up [CELERY=1 WORKERS=3]: LocalExecutor by default, Redis + Celery workers on request
 up: .env
 	profiles=$$(sed -n 's/^COMPOSE_PROFILES=//p' .env); \
-	$(if $(CELERY),COMPOSE_PROFILES="$${profiles:+$$profiles$(comma)}celery" AIRFLOW_EXECUTOR=CeleryExecutor) \
+	$(if $(CELERY),COMPOSE_PROFILES="$${profiles:+$$profiles$(comma)}celery" AIRFLOW_EXECUTOR=CeleryExecutor DX7LAKE_WORKERS=$(WORKERS)) \
 	$(COMPOSE) up -d --build $(if $(CELERY),--scale airflow-worker=$(WORKERS))
 
 # make down [VOLUMES=1 to delete the named volumes as well]

@@ -8,6 +8,7 @@ off the file: services, profiles, healthchecks, named volumes, secrets from .env
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -29,10 +30,12 @@ make_env = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(make_env)
 
 
-def _compose(env_file: Path, *args: str) -> subprocess.CompletedProcess:
+def _compose(env_file: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     binary = require_tool("docker-compose", "docker-compose")
     cmd = [binary, "--env-file", str(env_file), "--project-directory", str(REPO), "-f", str(COMPOSE_FILE), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, check=False)
+    return subprocess.run(
+        cmd, capture_output=True, text=True, check=False, env=None if env is None else os.environ | env
+    )
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +71,10 @@ def test_without_env_nothing_resolves(tmp_path):
 
 
 def test_every_variable_reference_is_required_or_a_non_secret_knob():
-    """``${NAME:?...}`` everywhere, except the executor switch: no literal default secret."""
+    """``${NAME:?...}`` everywhere, except the executor switch and the worker count: no literal default secret."""
     refs = re.findall(r"(?<!\$)\$\{([A-Z0-9_]+)(:?[-?][^}]*)?\}", COMPOSE_FILE.read_text())
     optional = {name for name, tail in refs if not tail.startswith(":?")}
-    assert optional == {"AIRFLOW_EXECUTOR"}
+    assert optional == {"AIRFLOW_EXECUTOR", "DX7LAKE_WORKERS"}
 
 
 def test_no_secret_is_written_in_the_file(raw):
@@ -215,4 +218,60 @@ def test_make_targets():
         ["make", "-n", "-C", str(REPO), "up", "CELERY=1", "WORKERS=3"], capture_output=True, text=True
     )
     assert "AIRFLOW_EXECUTOR=CeleryExecutor" in celery.stdout and "--scale airflow-worker=3" in celery.stdout
+    assert "DX7LAKE_WORKERS=3" in celery.stdout
     assert 'COMPOSE_PROFILES="${profiles:+$profiles,}celery"' in celery.stdout
+
+
+@pytest.fixture(scope="module")
+def celery_config(env_file) -> dict:
+    """The file as ``make up CELERY=1`` resolves it: the celery profile, the CeleryExecutor."""
+    result = _compose(env_file, "config", env={"COMPOSE_PROFILES": "celery", "AIRFLOW_EXECUTOR": "CeleryExecutor"})
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def test_celery_profile_runs_what_the_celery_test_runs(celery_config):
+    """Same commands, settings and wiring as dx7lake.orchestration.celery_stack, which
+    tests/test_celery_workers.py starts as processes."""
+    from dx7lake.orchestration import celery_stack
+
+    services = celery_config["services"]
+    for name, command in celery_stack.COMMANDS.items():
+        compose_command = services[name]["command"]
+        assert tuple(compose_command.split() if isinstance(compose_command, str) else compose_command) == command
+        env = services[name]["environment"]
+        assert {k: env.get(k) for k in celery_stack.CELERY_SETTINGS} == celery_stack.CELERY_SETTINGS, name
+        assert not [k for k in celery_stack.WIRING if not env.get(k)], name
+        # the test names its workers; a container's name is its hostname
+        assert celery_stack.WORKER_NAME_VARIABLE not in env
+    # the test's processes: the same airflow subcommands (local workers add only a Celery node name)
+    processes = {p.name: p.args for p in celery_stack.control_plane({})}
+    processes["airflow-worker"] = celery_stack.worker({}, "w").args
+    for name, args in processes.items():
+        assert args[: len(celery_stack.COMMANDS[name])] == celery_stack.COMMANDS[name]
+    assert processes["airflow-worker"][2:] == ("--celery-hostname", "w@%h")
+    assert services["airflow-worker"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    # airflow-init sizes the DAG's pools (`dx7lake pools`) once the metadata DB is migrated
+    init = services["airflow-init"]
+    assert init["command"] == ["/entrypoint airflow version && dx7lake pools"]
+    assert init["environment"]["_AIRFLOW_DB_MIGRATE"] == "true" and init["environment"]["DX7LAKE_WORKERS"] == "1"
+
+
+def test_the_image_installs_the_airflow_and_celery_provider_the_tests_ran():
+    """The Dockerfile pins the versions installed here, and pyproject admits them."""
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    dockerfile = (REPO / "docker" / "airflow" / "Dockerfile").read_text()
+    pins = dict(re.findall(r"^ARG ([A-Z_]+)=(\S+)$", dockerfile, re.M))
+    assert pins["AIRFLOW_VERSION"] == version("apache-airflow")
+    assert pins["CELERY_PROVIDER_VERSION"] == version("apache-airflow-providers-celery")
+    assert '"apache-airflow-providers-celery==${CELERY_PROVIDER_VERSION}"' in dockerfile
+    import tomllib
+
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    requirements = [Requirement(r) for r in dependencies]
+    wanted = {r.name: r for r in requirements}
+    for package in ("apache-airflow-providers-celery", "celery"):
+        assert wanted[package].specifier.contains(version(package)), (package, version(package))
