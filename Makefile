@@ -16,7 +16,7 @@ MANIFEST := dbt/target/manifest.json
 N ?= 400
 SCALE_SOURCE ?= ../shared/corpus/realworld
 
-.PHONY: help setup demo test lint format airflow serve bench bench-scale ml clean
+.PHONY: help setup demo test lint format airflow serve bench bench-scale bench-workers ml clean
 help:
 	@echo "make setup   create $(VENV) with every dependency (from the package registries only)"
 	@echo "make demo    run the whole DAG (airflow dags test) on music21's Bach chorales; SOURCE=<dir> for yours"
@@ -26,6 +26,7 @@ help:
 	@echo "make serve   the phrase browser alone on http://127.0.0.1:8765/phrases"
 	@echo "make bench   benchmarks, one JSON object per line"
 	@echo "make bench-scale N=400  the pipeline on N Lakh-like files made from SCALE_SOURCE, then a 1% rerun"
+	@echo "make bench-workers  render throughput on 1 vs 2 Celery workers (tests/test_celery_workers.py)"
 	@echo "make ml      the [ml] extra: torch (CPU) and datasets, for dx7lake.dataset"
 
 setup: $(VENV)/.installed $(MANIFEST)
@@ -63,6 +64,11 @@ serve: setup
 
 bench: setup
 	$(BIN)/python -m bench
+
+# two more whole DAG runs on the Celery test's deployment (1 and 2 workers): the render
+# throughput ratio, as a JSON line (Debian's redis-server needed, as for that test)
+bench-workers: setup
+	$(BIN)/python -m pytest tests/test_celery_workers.py -m workers_bench -q -s
 
 bench-scale: setup
 	$(BIN)/python -m bench.scale --files $(N) --source "$(SCALE_SOURCE)" $(if $(PATCHES),--patches "$(PATCHES)")

@@ -457,6 +457,7 @@ def test_a_worker_killed_mid_render_is_retried_on_the_other(deployment, referenc
     assert row_counts(target) == reference["counts"]
 
 
+@pytest.mark.workers_bench
 def test_two_workers_share_extract_and_render_and_match_the_local_executor(deployment, reference):
     target, _run_id, tis = run_on_workers(deployment, "two", ("worker-a", "worker-b"))
     for task in ("extract", "render"):
@@ -471,6 +472,7 @@ def test_two_workers_share_extract_and_render_and_match_the_local_executor(deplo
     RESULTS["two"] = render_throughput(tis, len(rows))
 
 
+@pytest.mark.workers_bench
 def test_one_worker_renders_the_same(deployment, reference):
     """The 1-worker baseline of the throughput ratio (and the same gold again)."""
     deployment.size_pools(1)
@@ -484,6 +486,7 @@ def test_one_worker_renders_the_same(deployment, reference):
     RESULTS["one"] = render_throughput(tis, len(rows))
 
 
+@pytest.mark.workers_bench
 def test_render_throughput_one_vs_two_workers(capsys):
     if set(RESULTS) != {"one", "two"}:
         pytest.fail(f"the 1- and 2-worker runs did not both pass: {sorted(RESULTS)}")
