@@ -22,7 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "plugins" / "dx7lake"
 # Airflow and dbt glue that must touch the process environment: a child Airflow process's
 # environment, and dbt's profiles.yml (it reads DX7LAKE_PG_* with env_var()).
-ENV_GLUE = {"config.py", "orchestration/airflow_env.py", "warehouse/transform.py"}
+# glue that Airflow or dbt calls, where no Settings object is at hand (celery_stack: the
+# hostname callable Airflow runs in a worker to name it)
+ENV_GLUE = {"config.py", "orchestration/airflow_env.py", "orchestration/celery_stack.py", "warehouse/transform.py"}
 
 
 def test_the_readme_table_is_the_generated_one():
@@ -40,6 +42,7 @@ def test_every_variable_sets_a_field_and_every_variable_the_code_names_is_listed
     for path in PACKAGE.rglob("*.py"):
         named |= set(re.findall(r"\b(?:DX7LAKE|METABASE)_[A-Z0-9_]*[A-Z0-9]\b", path.read_text()))
     glue = {"DX7LAKE_PG_HOST", "DX7LAKE_PG_PORT", "DX7LAKE_PG_USER", "DX7LAKE_PG_PASSWORD", "DX7LAKE_PG_DBNAME"}
+    glue |= {"DX7LAKE_WORKER_NAME"}  # a worker process's own name, read by Airflow's hostname callable
     assert named - glue - {"DX7LAKE_WAREHOUSE"} <= listed
 
 
