@@ -53,3 +53,13 @@ def test_dag_shape():
     # the DAG file holds wiring only: no dx7lake business module imported at parse time
     source = (REPO / "dags" / "dx7lake_pipeline.py").read_text()
     assert "from dx7lake import stages" in source and "\nfrom dx7lake import stages" not in source
+
+
+def test_release_task_follows_validation_and_publishes_its_asset():
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(REPO / "dags")).dags["dx7lake"]
+    task = dag.get_task("release")
+    assert [a.name for a in task.outlets] == ["dx7lake_release"]
+    assert {"validate", "analytics"} <= task.upstream_task_ids
+    assert dag.params["release"] == "" and dag.params["release_split"] == "song"
