@@ -266,6 +266,19 @@ def test_datasets_loads_the_parquet_shards_with_decoded_audio(lake, song_release
         assert 0 < abs(audio["array"]).max() <= 1.0
 
 
+def test_loader_decodes_as_libsndfile_does(lake, song_release):
+    """pedalboard decodes, libsndfile (soundfile) is the independent reading: the same floats."""
+    import numpy as np
+    import soundfile as sf
+
+    from dx7lake.dataset import examples
+
+    shard = song_release["splits"]["train"]["shards"]["parquet"][:1]
+    for example in examples(LocalLake(lake.root / "releases/v1"), shard, columns=["gold_key"]):
+        expected, rate = sf.read(io.BytesIO(lake.get(example["gold_key"])), dtype="float32")
+        assert example["sample_rate"] == rate and np.array_equal(example["audio"], expected)
+
+
 def test_torch_loader_two_workers_yield_each_example_once(lake, song_release):
     pytest.importorskip("torch", reason="torch comes with the [ml] extra")
     from torch.utils.data import DataLoader
