@@ -91,7 +91,8 @@ def run() -> dict:
         rows = [row for row, _ in items]
         started = time.perf_counter()
         with SplitWriter(lake, "releases/bench", {voice.patch_id: params_json(voice.vced)}, SHARD_BYTES, 0) as w:
-            split = w.write("train", items)
+            w.add("train", items)
+            split = w.finish()["train"]
         build_s = time.perf_counter() - started
         shards = split["shards"]["parquet"]
         result = {
