@@ -21,6 +21,7 @@ BRONZE = Asset("dx7lake_bronze")
 RAW = Asset("dx7lake_raw")
 SILVER = Asset("dx7lake_silver")
 GOLD = Asset("dx7lake_gold")
+RELEASE = Asset("dx7lake_release")
 
 
 def _mark_run_failed(context) -> None:
@@ -61,6 +62,8 @@ def timeout(stage: str):
         "patches": Param(DEFAULT_PATCHES, type="string", description="voice names, patch ids, random:K[:SEED]"),
         "bpm": Param(DEFAULT_BPM, type="number", minimum=20, maximum=400),
         "sample_rate": Param(DEFAULT_SAMPLE_RATE, type="integer", enum=[16000, 22050, 44100, 48000]),
+        "release": Param("", type="string", description="release name under <lake>/releases/ (empty: no release)"),
+        "release_split": Param("song", type="string", enum=["song", "patch"], description="release split rule"),
     },
     doc_md=__doc__,
 )
@@ -161,6 +164,18 @@ def dx7lake():
             raise AirflowSkipException("METABASE_URL is not set")
         return stages.provision_metabase(settings)
 
+    @task(outlets=[RELEASE], execution_timeout=timeout("release"))
+    def release(checks: dict) -> dict:
+        """The run's voices as an immutable release, once validation passed and the card's marts exist."""
+        from dx7lake import stages
+
+        params = get_current_context()["params"]
+        if not params["release"]:
+            raise AirflowSkipException("no release name given")
+        if not checks["passed"]:
+            raise AirflowSkipException("validation failed: no release")
+        return stages.release(load_settings(), params["release"], params["patches"], params["release_split"])
+
     @task(trigger_rule="none_failed", outlets=[GOLD])
     def summary(extracted: dict, loads: list[dict], plan: dict, renders: list[dict], gold: dict, checks: dict):
         """Publishes gold (one asset event) once validation passed; else fails the run, no retry."""
@@ -195,6 +210,7 @@ def dx7lake():
     checks = validate(gold)
     marts = analytics(checks)
     metabase(marts)
+    marts >> release(checks)
     marts >> summary(extracted, loads, plan, renders, gold, checks)
 
 

@@ -1,4 +1,4 @@
-"""A real browser on a phrase page: headless Debian Chromium driven over the DevTools protocol.
+"""A real browser on a phrase page and the stats page: headless Debian Chromium driven over the DevTools protocol.
 
 The browser is served by ``dx7lake serve`` (the CLI contract), Chromium downloads nothing
 (background networking, component updates and sync are off), and the test checks what a
@@ -161,3 +161,38 @@ def test_phrase_page_plays_and_shows_its_spectrogram(served, chromium, tmp_path)
     assert state["notes"] > 0
     assert state["title"].startswith("Phrase 3")
     assert screenshot.stat().st_size > 10_000
+
+
+STATS_STATE = """
+new Promise((resolve) => {
+  const plots = [...document.querySelectorAll("img.plot")];
+  const preview = new Audio(PREVIEW);  // Chromium's own MP3 decoder
+  const report = () => resolve({
+    plots: plots.map((p) => [p.id, p.complete && p.naturalWidth, p.naturalHeight]),
+    previewDuration: preview.duration,
+    previewError: preview.error ? preview.error.code : null,
+  });
+  const ready = () => plots.every((p) => p.complete) && (preview.readyState >= 1 || preview.error);
+  if (ready()) return report();
+  const poll = setInterval(() => { if (ready()) { clearInterval(poll); report(); } }, 50);
+  setTimeout(() => { clearInterval(poll); report(); }, 15000);
+})
+"""
+
+
+def test_stats_page_shows_its_plots_and_a_preview_plays(served, chromium):
+    import urllib.request
+
+    with urllib.request.urlopen(f"{served}/phrases/3") as reply:  # the phrase page's FLAC link names its patch
+        flac = re.search(r'<audio id="player"[^>]* src="([^"]+)"', reply.read().decode()).group(1)
+    preview = served + flac.replace("&amp;", "&").replace("/audio.flac", "/preview.mp3")
+    chromium.open_page(1100, 1000)
+    chromium.call("Page.navigate", url=f"{served}/stats")
+    chromium.wait_for("Page.loadEventFired")
+    script = STATS_STATE.replace("PREVIEW", json.dumps(preview))
+    state = chromium.call("Runtime.evaluate", expression=script, awaitPromise=True, returnByValue=True)
+    state = state["result"]["value"]
+    assert [p[0] for p in state["plots"]] == ["plot-pitch", "plot-velocity", "plot-density", "plot-loudness"]
+    assert all(p[1:] == [720, 300] for p in state["plots"])
+    assert state["previewError"] is None
+    assert state["previewDuration"] == pytest.approx(2.5, abs=0.08)  # 4 beats at 120 BPM and a 0.5 s tail

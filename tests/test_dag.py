@@ -73,7 +73,7 @@ def test_every_task_retries_with_backoff_and_has_its_stage_timeout():
     assert dag.dagrun_timeout == settings.dagrun_timeout and dag.on_failure_callback
     stage_of = {"extract": "extract", "load": "load", "render": "render", "validate": "validate"}
     stage_of |= {"plan_render": "plan_render", "load_renders": "load_renders", "analytics": "analytics"}
-    stage_of |= {"metabase": "metabase"}
+    stage_of |= {"metabase": "metabase", "release": "release"}
     for task in dag.tasks:
         if task.task_id in NOT_RETRIED:
             assert task.retries == 0, task.task_id
@@ -130,3 +130,11 @@ def test_pools_are_created_with_slots_from_settings(airflow_db):
     listed = subprocess.run([airflow, "pools", "list", "-o", "json"], capture_output=True, text=True, check=True)
     slots = {p["pool"]: int(p["slots"]) for p in json.loads(listed.stdout)}
     assert (slots["dx7lake_render"], slots["dx7lake_extract"]) == (6, 12)
+
+
+def test_release_task_follows_validation_and_publishes_its_asset():
+    dag = _dag()
+    task = dag.get_task("release")
+    assert [a.name for a in task.outlets] == ["dx7lake_release"]
+    assert {"validate", "analytics"} <= task.upstream_task_ids
+    assert dag.params["release"] == "" and dag.params["release_split"] == "song"

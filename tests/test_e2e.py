@@ -38,8 +38,10 @@ def test_dag_runs_end_to_end_and_reruns_idempotently(settings, airflow_db, monke
         monkeypatch.setenv(key, value)
     dag = DagBag(dag_folder=str(REPO / "dags")).dags["dx7lake"]
 
-    run = dag.test(run_conf={"patches": "epiano,sine"})
+    run = dag.test(run_conf={"patches": "epiano,sine", "release": "e2e"})
     assert run.state == "success"
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states["release"] == "success"
 
     summary = json.loads(settings.summary_path.read_text())
     assert summary["files_seen"] == 6 and summary["files_extracted"] == 6
@@ -61,6 +63,9 @@ def test_dag_runs_end_to_end_and_reruns_idempotently(settings, airflow_db, monke
     assert raw == summary["notes"] > 0
     assert gold == summary["renders"]
 
+    release = json.loads(lake.get("releases/e2e/release.json"))  # the release task, after validation
+    assert release["examples"] == summary["renders"] and release["request"]["split_by"] == "song"
+
     info = sf.info(io.BytesIO(lake.get(flacs[0])))
     assert (info.samplerate, info.channels, info.subtype) == (22050, 1, "PCM_16")
 
@@ -69,8 +74,10 @@ def test_dag_runs_end_to_end_and_reruns_idempotently(settings, airflow_db, monke
     assert len(manifests) == 2 * len(render_partitions)
 
     # a second run finds everything done: same rows, no new objects
-    rerun = dag.test(run_conf={"patches": "epiano,sine"})
+    rerun = dag.test(run_conf={"patches": "epiano,sine", "release": "e2e"})
     assert rerun.state == "success"
+    assert {ti.task_id: ti.state for ti in rerun.get_task_instances()}["release"] == "success"
+    assert json.loads(lake.get("releases/e2e/release.json")) == release  # found finished, not rewritten
     again = json.loads(settings.summary_path.read_text())
     assert again["files_skipped"] == 6 and again["files_extracted"] == 0
     assert again["rendered_this_run"] == 0

@@ -17,7 +17,7 @@ MAY_IMPORT = {
     "gold": {"config", "lake"},
     "quality": {"config", "lake", "bronze", "warehouse", "gold"},
     "metabase": {"config", "warehouse"},
-    "browser": {"config", "lake", "warehouse", "gold"},
+    "browser": {"config", "lake", "warehouse", "gold", "release"},  # release: the card's plots for /stats
     "release": {"config", "lake", "gold", "__version__"},
     "dataset": {"lake", "release"},
     "orchestration": EVERYTHING,

@@ -130,6 +130,35 @@ def test_card_plots_and_previews(lake, song_release):
     assert mp3[:3] == b"ID3" or mp3[0] == 0xFF
 
 
+def test_browser_stats_draws_the_cards_plots(rendered_home, song_release, lake):
+    """/stats and the card: the same PNGs, the loudness one binned by Postgres over gold.renders
+    for the browser and by Python over the release's shards for the card."""
+    from fastapi.testclient import TestClient
+
+    from dx7lake.browser.app import create_app
+
+    assert {"plots/pitch.png", "plots/loudness.png"} <= set(song_release["card"]["plots"])
+    with TestClient(create_app(rendered_home)) as client:
+        for plot in song_release["card"]["plots"]:
+            assert client.get(f"/stats/{plot.removeprefix('plots/')}").content == lake.get(f"releases/v1/{plot}"), plot
+
+
+def test_release_stage_as_the_dag_runs_it(lake, rendered_home):
+    """The Airflow task's stage: the run's voices (names resolved to ids), the chosen split rule."""
+    from dataclasses import replace
+
+    from dx7lake import stages
+    from dx7lake.gold.patches import choose_voices
+
+    settings = replace(rendered_home, lake_uri=str(lake.root))
+    result = stages.release(settings, "staged", "bell", "patch")
+    manifest = read_release(lake, "staged")
+    assert result["status"] == "written" and result["examples"] == manifest["examples"] > 0
+    assert manifest["request"]["patches"] == [choose_voices("bell")[0].patch_id]
+    assert manifest["request"]["split_by"] == "patch"
+    assert stages.release(settings, "staged", "bell", "patch")["status"] == "exists"
+
+
 def test_rerun_finds_the_release_and_other_settings_refuse(lake, rendered_home, song_release):
     before = {k: (lake.root / k).stat().st_mtime_ns for k in lake.list("releases/v1/")}
     with psycopg.connect(rendered_home.pg_url) as conn:
@@ -235,6 +264,19 @@ def test_datasets_loads_the_parquet_shards_with_decoded_audio(lake, song_release
         assert audio["sampling_rate"] == example["sample_rate"] == 22050
         assert len(audio["array"]) == round(example["duration_s"] * example["sample_rate"])
         assert 0 < abs(audio["array"]).max() <= 1.0
+
+
+def test_loader_decodes_as_libsndfile_does(lake, song_release):
+    """pedalboard decodes, libsndfile (soundfile) is the independent reading: the same floats."""
+    import numpy as np
+    import soundfile as sf
+
+    from dx7lake.dataset import examples
+
+    shard = song_release["splits"]["train"]["shards"]["parquet"][:1]
+    for example in examples(LocalLake(lake.root / "releases/v1"), shard, columns=["gold_key"]):
+        expected, rate = sf.read(io.BytesIO(lake.get(example["gold_key"])), dtype="float32")
+        assert example["sample_rate"] == rate and np.array_equal(example["audio"], expected)
 
 
 def test_torch_loader_two_workers_yield_each_example_once(lake, song_release):

@@ -52,11 +52,12 @@ TASK_STAGES = (
     "validate",
     "analytics",
     "metabase",
+    "release",
     "other",
 )
 DEFAULT_TASK_TIMEOUTS = (
     "extract=2h,load=1h,dbt=2h,plan_render=30m,render=6h,"
-    "load_renders=1h,validate=2h,analytics=1h,metabase=15m,other=15m"
+    "load_renders=1h,validate=2h,analytics=1h,metabase=15m,release=2h,other=15m"
 )
 # Airflow pools that spread the heavy stages over workers (``Settings.pools``).
 RENDER_POOL = "dx7lake_render"

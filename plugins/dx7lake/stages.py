@@ -233,6 +233,18 @@ def build_analytics(settings: Settings) -> dict:
     return {"built": "analytics"}
 
 
+@_timed
+def release(settings: Settings, name: str, patches: str | None, split_by: str = "song") -> dict:
+    """An immutable release ``name`` of ``patches``' renders (``dx7lake release``); the DAG runs it
+    after validation passed and the analytics marts its card plots read were built. A rerun with
+    the same request finds the finished release; another request under that name refuses."""
+    from .release import build_release
+
+    patch_ids = [v.patch_id for v in voices_of(settings, patches)]
+    with connect(settings) as conn:
+        return build_release(lake_of(settings), conn, name, patch_ids, split_by)
+
+
 def provision_metabase(settings: Settings) -> dict:
     """Dashboards as code: the repo's spec onto the Metabase at ``settings.metabase_url``."""
     from .metabase.provision import provision_from_settings

@@ -3,7 +3,9 @@
 Routes (relative to wherever the app is mounted: ``/`` alone, ``/dx7lake`` in Airflow):
 ``/phrases`` (index with paging and filters), ``/phrases/<n>`` (player, mel-spectrogram,
 piano roll, metadata, previous/next/random), ``/phrases/0`` (a random phrase),
-``/phrases/<n>/audio.flac`` and ``/phrases/<n>/mel.png`` (``?patch=<id>``).
+``/phrases/<n>/audio.flac``, ``/phrases/<n>/preview.mp3`` (``&download=1`` to save it) and
+``/phrases/<n>/mel.png`` (``?patch=<id>``), ``/stats`` (the dataset's shape, the plots of a
+release's card) and its ``/stats/<name>.png``.
 
 Nothing here turns request text into a storage path: ``n`` is an integer, the patch is
 looked up among the phrase's renders in the warehouse, and the object key is read from
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import math
 import re
+import threading
+import time
 from collections.abc import Callable, Sequence
 from urllib.parse import urlencode
 
@@ -26,10 +30,13 @@ from psycopg.errors import UndefinedTable
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..config import Settings
+from ..gold.preview import PREVIEW_FORMAT, PREVIEW_MEDIA_TYPE, preview
+from ..warehouse.postgres import warehouse_url
 from .catalog import SORTS, SPLITS, Catalog, Filters
 from .pianoroll import note_name, pianoroll_svg
 from .ranges import RangeNotSatisfiable, parse_range
 from .spectrogram import spectrogram_png
+from .stats import stats_plots
 
 PAGE_SIZES = (25, 50, 100, 200)
 _PATCH_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
@@ -237,5 +244,43 @@ def create_app(
         render = load_render(load_phrase(n), filters_of(request).patch)
         png = catalog.derived("mel.png", render, spectrogram_png)
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.get(f"/phrases/{{n:int}}/preview.{PREVIEW_FORMAT}")
+    def audio_preview(request: Request, n: int) -> Response:
+        """The render as a compressed preview: played by pages, saved with ``download=1``."""
+        render = load_render(load_phrase(n), filters_of(request).patch)
+        data = catalog.derived(PREVIEW_FORMAT, render, preview)
+        headers = {"ETag": f'"{render["sha256"]}"', "Cache-Control": "private, max-age=3600"}
+        if request.query_params.get("download") == "1":
+            name = f"{render['content_hash']}_{render['patch_id']}.{PREVIEW_FORMAT}"
+            headers["Content-Disposition"] = f'attachment; filename="{name}"'
+        return Response(data, media_type=PREVIEW_MEDIA_TYPE, headers=headers)
+
+    stats_cache: dict[str, object] = {"at": float("-inf"), "plots": {}}
+    stats_lock = threading.Lock()
+
+    def current_stats() -> dict[str, bytes]:
+        """The plots, redrawn at most every ``refresh_s`` (they read whole marts)."""
+        with stats_lock:
+            if time.monotonic() - stats_cache["at"] >= refresh_s:
+                stats_cache["plots"] = stats_plots(warehouse_url(settings), catalog.patches())
+                stats_cache["at"] = time.monotonic()
+            return stats_cache["plots"]
+
+    @app.get("/stats", response_class=HTMLResponse)
+    def stats(request: Request) -> HTMLResponse:
+        plots = current_stats()
+        return html(
+            "stats.html",
+            base=_base(request),
+            plots={name: _link(request, f"/stats/{name}.png") for name in plots},
+        )
+
+    @app.get("/stats/{name}.png")
+    def stats_png(name: str) -> Response:
+        png = current_stats().get(name)
+        if png is None:
+            raise HTTPException(404, f"no plot {name!r}")
+        return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
 
     return app

@@ -1,8 +1,8 @@
 """Gold layer: silver phrases rendered through Dexed to FLAC, with manifests.
 
 Owns: DX7 voices (``patches``), the synth engines (``engine``: dexed-py, ``vst3``: the
-plugin), effects and mastering (``effects``, ``master``), FLAC encoding (``flac``), the
-process pool (``pool``), and the lake layout of renders and manifests (``render``).
+plugin), effects and mastering (``effects``, ``master``), FLAC encoding (``flac``), MP3 previews
+(``preview``), the process pool (``pool``), and the lake layout of renders and manifests (``render``).
 May import: ``config``, ``lake``. Never ``warehouse`` (stages hand it silver rows),
 ``quality``, ``browser``, ``metabase`` or ``orchestration``.
 See docs/ARCHITECTURE.md.

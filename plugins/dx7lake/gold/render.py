@@ -182,6 +182,11 @@ def current_manifest(lake: Lake, patch_id: str, note_length: str = UNTIL_SILENT)
         [union_of_parts([read_part(lake, k) for k in keys]) for _, keys in sorted(partitions.items())],
         promote_options="default",
     )
+    return current_rows(table, note_length)
+
+
+def current_rows(table: pa.Table, note_length: str = UNTIL_SILENT) -> pa.Table:
+    """The rows of a manifest rendered by the ``note_length`` rule (none of parts that predate it)."""
     if "note_length" not in table.column_names:  # every part predates the rule
         return table.slice(0, 0)
     return table.filter(pc.equal(table.column("note_length"), note_length))

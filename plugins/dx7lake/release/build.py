@@ -88,30 +88,40 @@ def build_release(
             )
         return {"release": name, "status": "exists", "examples": done["examples"]}
 
-    rows, params, skipped = [], {}, []
-    for patch_id in chosen:
-        table = ex.gold_manifests(lake, patch_id)
-        if table is None or not table.num_rows:
-            continue
-        first = table.slice(0, 1).to_pylist()[0]
-        params[patch_id] = (first["patch_name"], ex.params_json(first["patch_vced"]))
-        rows.extend(table.drop_columns(["patch_vced"]).to_pylist())
-    rows = list({r["key"]: r for r in rows}.values())  # one row per render, whichever partition names it
-    contents = ex.silver_contents(conn, {r["content_hash"] for r in rows})
-    by_patch = ex.patch_splits(sorted(params)) if split_by == "patch" else {}
-    per_split: dict[str, list[tuple[dict, ex.ContentInfo]]] = {s: [] for s in ex.SPLITS}
-    for row in rows:
-        info = contents.get(row["content_hash"])
-        if info is None:  # rendered once, no longer a phrase of silver: not part of this corpus
-            skipped.append({"key": row["key"], "reason": "content not in silver"})
-            continue
-        split = by_patch[row["patch_id"]] if split_by == "patch" else ex.SILVER_SPLIT[info.silver_split]
-        per_split[split].append((row, info))
-
-    writer = SplitWriter(lake, prefix, {p: v[1] for p, v in params.items()}, shard_bytes, previews, on_shard)
+    # One render partition at a time: its manifest rows and silver facts, then its examples
+    # into each split's open shard (cut at ~shard_bytes). Memory: one partition's rows, three
+    # open shards and the keys seen (~100 bytes a render), not the lake's rows.
+    partitions = ex.gold_partitions(lake, chosen)
+    names, params, seen = {}, {}, set()
+    by_patch = (
+        ex.patch_splits(sorted({p for parts in partitions.values() for p in parts})) if split_by == "patch" else {}
+    )
+    writer = SplitWriter(lake, prefix, params, shard_bytes, previews, on_shard)
     with writer:
-        splits = {split: writer.write(split, items) for split, items in per_split.items()}
-    skipped += writer.skipped
+        for parts in partitions.values():
+            rows = []
+            for patch_id, table in ex.partition_rows(lake, parts).items():
+                if table.num_rows and patch_id not in params:
+                    first = table.slice(0, 1).to_pylist()[0]
+                    names[patch_id], params[patch_id] = first["patch_name"], ex.params_json(first["patch_vced"])
+                for row in table.drop_columns(["patch_vced"]).to_pylist():
+                    if row["key"] not in seen:  # one example per render, whichever partition names it
+                        seen.add(row["key"])
+                        rows.append(row)
+            contents = ex.silver_contents(conn, {r["content_hash"] for r in rows})
+            per_split: dict[str, list[tuple[dict, ex.ContentInfo]]] = {s: [] for s in ex.SPLITS}
+            for row in sorted(rows, key=lambda r: (r["content_hash"], r["patch_id"])):
+                info = contents.get(row["content_hash"])
+                if info is None:  # rendered once, no longer a phrase of silver: not part of this corpus
+                    writer.skipped.append({"key": row["key"], "reason": "content not in silver"})
+                    continue
+                split = by_patch[row["patch_id"]] if split_by == "patch" else ex.SILVER_SPLIT[info.silver_split]
+                per_split[split].append((row, info))
+            for split, items in per_split.items():
+                writer.add(split, items)
+        splits = writer.finish()
+    skipped = writer.skipped
+    by_patch = {p: s for p, s in by_patch.items() if p in names}
 
     manifest = {
         "name": name,
@@ -119,7 +129,7 @@ def build_release(
         "dx7lake_version": __version__,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "request": request,
-        "patches": [{"patch_id": p, "patch_name": params[p][0]} for p in sorted(params)],
+        "patches": [{"patch_id": p, "patch_name": names[p]} for p in sorted(names)],
         "patch_splits": by_patch,
         "examples": sum(s["examples"] for s in splits.values()),
         "splits": splits,
@@ -141,9 +151,9 @@ def build_release(
 
 
 class SplitWriter:
-    """Shards of one split after another: gold objects fetched by threads, checked against
-    their manifest sha256, assembled with their metadata, cut into shards of ~``shard_bytes``
-    (the same examples in the Parquet and the tar shard of one index)."""
+    """Shards of every split, fed a render partition at a time: gold objects fetched by threads,
+    checked against their manifest sha256, assembled with their metadata, cut into shards of
+    ~``shard_bytes`` (the same examples in the Parquet and the tar shard of one index)."""
 
     def __init__(
         self,
@@ -157,6 +167,7 @@ class SplitWriter:
         self.lake, self.prefix, self.params, self.shard_bytes = lake, prefix, params, shard_bytes
         self.previews, self.on_shard = previews, on_shard
         self.skipped: list[dict] = []
+        self._open: dict[str, dict] = {}  # split -> its open shard's examples, bytes, and shards written
         self.samples: dict[tuple[str, str], list[tuple[str, bytes]]] = defaultdict(list)
         self._pool = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="release-fetch")
 
@@ -179,12 +190,10 @@ class SplitWriter:
             if self.on_shard:
                 self.on_shard(rel)
 
-    def write(self, split: str, items: list[tuple[dict, ex.ContentInfo]]) -> dict:
-        """Every (manifest row, content info) of ``split``, in (content, patch) order."""
-        items = sorted(items, key=lambda item: (item[0]["content_hash"], item[0]["patch_id"]))
-        shards: dict[str, list[dict]] = {"parquet": [], "webdataset": []}
-        batch: list[dict] = []
-        batch_bytes, duration = 0, 0.0
+    def add(self, split: str, items: Sequence[tuple[dict, ex.ContentInfo]]) -> None:
+        """(manifest row, content info) pairs of ``split``, in order: fetched, checked, and cut
+        into a shard whenever the split's open one reaches ~``shard_bytes``."""
+        state = self._open.setdefault(split, {"batch": [], "bytes": 0, "duration": 0.0, "shards": _no_shards()})
         for chunk in _chunks(items, FETCH_CHUNK):
             for (row, info), flac in zip(
                 chunk, self._pool.map(lambda it: self.lake.get(it[0]["key"]), chunk), strict=True
@@ -195,19 +204,30 @@ class SplitWriter:
                 example = ex.example_meta(row, info, split, self.params[row["patch_id"]]) | {"flac": flac}
                 if len(self.samples[split, row["patch_id"]]) < self.previews:
                     self.samples[split, row["patch_id"]].append((f"{split}/{example['key']}", flac))
-                batch.append(example)
-                batch_bytes += len(flac) + len(example["midi"])
-                duration += row["duration_s"]
-                if batch_bytes >= self.shard_bytes:
-                    self._flush(split, batch, shards)
-                    batch, batch_bytes = [], 0
-        if batch:
-            self._flush(split, batch, shards)
-        return {
-            "examples": sum(s["rows"] for s in shards["parquet"]),
-            "duration_s": round(duration, 3),
-            "shards": shards,
-        }
+                state["batch"].append(example)
+                state["bytes"] += len(flac) + len(example["midi"])
+                state["duration"] += row["duration_s"]
+                if state["bytes"] >= self.shard_bytes:
+                    self._flush(split, state["batch"], state["shards"])
+                    state["batch"], state["bytes"] = [], 0
+
+    def finish(self) -> dict[str, dict]:
+        """Write every split's last shard; each split's examples, audio seconds and shard list."""
+        out = {}
+        for split in ex.SPLITS:
+            state = self._open.pop(split, {"batch": [], "duration": 0.0, "shards": _no_shards()})
+            if state["batch"]:
+                self._flush(split, state["batch"], state["shards"])
+            out[split] = {
+                "examples": sum(s["rows"] for s in state["shards"]["parquet"]),
+                "duration_s": round(state["duration"], 3),
+                "shards": state["shards"],
+            }
+        return out
+
+
+def _no_shards() -> dict[str, list[dict]]:
+    return {"parquet": [], "webdataset": []}
 
 
 def _choose_patches(lake: Lake, patches: Sequence[str] | None) -> list[str]:

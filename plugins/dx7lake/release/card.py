@@ -1,119 +1,41 @@
 """The dataset card (``README.md`` of a release), its plots and its browser previews.
 
-Plots are drawn with Pillow from the analytics marts the dashboards read (pitch, velocity,
-phrase density per split) and from the release's own loudness figures per split and patch.
-Previews are MP3s exported with pydub through the ffmpeg that imageio-ffmpeg's wheel ships.
+Plots (:mod:`.plots`, the browser's ``/stats`` draws the same) come from the analytics marts
+the dashboards read (pitch, velocity, phrase density per split) and from the release's own
+loudness figures per split and patch.
+Previews are the MP3s of :mod:`..gold.preview`, which the browser serves too.
 """
 
 from __future__ import annotations
 
 import io
-import math
-import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 
 import psycopg
-from PIL import Image, ImageDraw
 
+from ..gold.preview import PREVIEW_FORMAT, preview
 from ..lake import Lake
 from . import examples as ex
-
-PLOT_SIZE = (720, 300)
-COLOURS = {"train": (52, 101, 164), "validation": (245, 121, 0), "test": (78, 154, 6)}
-ANALYTICS = {
-    "pitch": ("select set_type, pitch, n_notes from analytics.pitch_distribution", "MIDI pitch", "notes"),
-    "velocity": ("select set_type, velocity, n_notes from analytics.velocity_distribution", "velocity", "notes"),
-    "density": ("select set_type, n_notes, n_phrases from analytics.phrase_density", "notes per phrase", "phrases"),
-}
-
-
-def bar_plot(title: str, series: dict[str, dict[float, float]], xlabel: str, ylabel: str) -> bytes:
-    """A PNG of one normalised histogram per series, side by side in each bin."""
-    width, height = PLOT_SIZE
-    left, right, top, bottom = 50, 10, 30, 40
-    image = Image.new("RGB", PLOT_SIZE, "white")
-    draw = ImageDraw.Draw(image)
-    draw.text((left, 8), title, fill="black")
-    xs = sorted({x for values in series.values() for x in values})
-    if xs:
-        shares = {
-            name: {x: v / (sum(values.values()) or 1) for x, v in values.items()} for name, values in series.items()
-        }
-        peak = max((s for values in shares.values() for s in values.values()), default=1) or 1
-        lo, hi = xs[0], xs[-1]
-        span = (hi - lo) or 1
-        plot_w, plot_h = width - left - right, height - top - bottom
-        bar = max(1.0, plot_w / (span + 1) / max(1, len(series)))
-        for i, (name, values) in enumerate(sorted(shares.items())):
-            colour = COLOURS.get(name, (100, 100, 100))
-            for x, share in values.items():
-                x0 = left + (x - lo) / (span + 1) * plot_w + i * bar
-                draw.rectangle([x0, top + plot_h * (1 - share / peak), x0 + bar - 1, top + plot_h], fill=colour)
-            draw.text((width - right - 90, top + 14 * i), name, fill=colour)
-        draw.line([left, top + plot_h, width - right, top + plot_h], fill="black")
-        draw.text((left, height - bottom + 4), f"{lo:g}", fill="black")
-        draw.text((width - right - 40, height - bottom + 4), f"{hi:g}", fill="black")
-    draw.text((width // 2 - 40, height - 18), xlabel, fill="black")
-    draw.text((4, top), f"share of {ylabel}", fill="black")
-    out = io.BytesIO()
-    image.save(out, format="PNG")
-    return out.getvalue()
-
-
-def _analytics(conn: psycopg.Connection, sql: str) -> dict[str, dict[float, float]]:
-    series: dict[str, dict[float, float]] = defaultdict(dict)
-    try:
-        with conn.transaction():
-            for split, x, n in conn.execute(sql).fetchall():
-                series[ex.SILVER_SPLIT.get(split, split)][float(x)] = float(n)
-    except psycopg.errors.UndefinedTable:  # analytics not built on this warehouse
-        return {}
-    return dict(series)
+from .plots import analytics_plots, dbfs, loudness_bins, loudness_plot
 
 
 def write_plots(lake: Lake, conn: psycopg.Connection, prefix: str, loudness: dict[str, list[float]]) -> list[str]:
-    written = []
-    for name, (sql, xlabel, ylabel) in ANALYTICS.items():
-        series = _analytics(conn, sql)
-        if series:
-            lake.put(f"{prefix}/plots/{name}.png", bar_plot(f"{name} per split", series, xlabel, ylabel))
-            written.append(f"plots/{name}.png")
+    """The analytics marts' plots and the release's loudness plot under ``plots/``."""
+    plots = analytics_plots(conn)
     if loudness:
-        bins = {
-            group: _histogram([20 * math.log10(max(v, 1e-6)) for v in values], 2.0)
-            for group, values in loudness.items()
-        }
-        lake.put(f"{prefix}/plots/loudness.png", bar_plot("RMS level (dBFS) per split/patch", bins, "dBFS", "renders"))
-        written.append("plots/loudness.png")
-    return written
-
-
-def _histogram(values: Sequence[float], width: float) -> dict[float, float]:
-    counts: dict[float, float] = defaultdict(float)
-    for v in values:
-        counts[width * (v // width)] += 1
-    return dict(counts)
+        plots["loudness"] = loudness_plot({group: loudness_bins(values) for group, values in loudness.items()})
+    for name, png in plots.items():
+        lake.put(f"{prefix}/plots/{name}.png", png)
+    return [f"plots/{name}.png" for name in plots]
 
 
 def write_previews(lake: Lake, prefix: str, samples: Sequence[tuple[str, bytes]]) -> list[str]:
-    """MP3 previews of ``(key, flac)`` pairs, encoded by imageio-ffmpeg's own ffmpeg (never a system one)."""
-    import imageio_ffmpeg
-    import soundfile as sf
-
-    with warnings.catch_warnings():  # pydub looks for a system ffmpeg on import: it is given the wheel's below
-        warnings.simplefilter("ignore", RuntimeWarning)
-        from pydub import AudioSegment
-
-    AudioSegment.converter = imageio_ffmpeg.get_ffmpeg_exe()
+    """MP3 previews of ``(key, flac)`` pairs (:func:`..gold.preview.preview`, as the browser serves them)."""
     written = []
     for key, flac in samples:
-        pcm, rate = sf.read(io.BytesIO(flac), dtype="int16")  # pydub would probe a file with ffprobe: not shipped
-        segment = AudioSegment(pcm.tobytes(), sample_width=2, frame_rate=rate, channels=1)
-        out = io.BytesIO()
-        segment.export(out, format="mp3", bitrate="96k")
-        rel = f"previews/{key}.mp3"
-        lake.put(f"{prefix}/{rel}", out.getvalue())
+        rel = f"previews/{key}.{PREVIEW_FORMAT}"
+        lake.put(f"{prefix}/{rel}", preview(flac))
         written.append(rel)
     return written
 
@@ -196,7 +118,7 @@ def card_text(
         lines += ["## Loudness (RMS of the FLAC, dBFS)", "", "| split/voice | renders | median | min | max |"]
         lines.append("| --- | ---: | ---: | ---: | ---: |")
         for group, values in sorted(loudness.items()):
-            db = sorted(20 * math.log10(max(v, 1e-6)) for v in values)
+            db = sorted(dbfs(v) for v in values)
             lines.append(f"| {group} | {len(db)} | {db[len(db) // 2]:.1f} | {db[0]:.1f} | {db[-1]:.1f} |")
         lines.append("")
     if plots:

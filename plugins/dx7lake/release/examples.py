@@ -18,7 +18,7 @@ import mido
 import psycopg
 import pyarrow as pa
 
-from ..gold.render import current_manifest, manifest_parts, part_partition
+from ..gold.render import current_manifest, current_rows, manifest_parts, part_partition, read_part, union_of_parts
 from ..lake import Lake
 
 SPLITS = ("train", "validation", "test")
@@ -52,6 +52,22 @@ def gold_manifests(lake: Lake, patch_id: str) -> pa.Table | None:
     return current_manifest(lake, patch_id)
 
 
+def gold_partitions(lake: Lake, patch_ids: Sequence[str]) -> dict[int, dict[str, list[str]]]:
+    """Render partition -> patch -> the keys of its manifest parts (in write order), for ``patch_ids``."""
+    out: dict[int, dict[str, list[str]]] = {}
+    for patch_id in patch_ids:
+        for key in manifest_parts(lake, patch_id):
+            out.setdefault(part_partition(key)[1], {}).setdefault(patch_id, []).append(key)
+    return dict(sorted(out.items()))
+
+
+def partition_rows(lake: Lake, parts: dict[str, list[str]]) -> dict[str, pa.Table]:
+    """Each patch's current manifest rows of one render partition (``parts``: patch -> part keys)."""
+    return {
+        patch_id: current_rows(union_of_parts([read_part(lake, k) for k in keys])) for patch_id, keys in parts.items()
+    }
+
+
 def gold_patches(lake: Lake) -> list[str]:
     """Patch ids that have manifest parts in gold."""
     return sorted({part_partition(key)[0] for key in manifest_parts(lake)})
@@ -79,21 +95,16 @@ select c.content_hash, c.set_type,
 from silver.phrase_contents as c
 join silver.phrases as p using (content_hash)
 join silver.track_summary as t using (track_id)
+where c.content_hash = any(%s)
 group by c.content_hash, c.set_type
 """
 
 
 def silver_contents(conn: psycopg.Connection, wanted: set[str]) -> dict[str, ContentInfo]:
-    """ContentInfo of each wanted content hash, streamed from a server-side cursor."""
-    out: dict[str, ContentInfo] = {}
-    with conn.transaction():
-        cursor = conn.cursor(name="release_contents")
-        cursor.itersize = 5000
-        cursor.execute(CONTENT_SQL)
-        for content_hash, split, phrase_ids, midi_ids, track_ids, programs, drums in cursor:
-            if content_hash in wanted:
-                out[content_hash] = ContentInfo(split, phrase_ids, midi_ids, track_ids, programs, drums)
-    return out
+    """ContentInfo of each wanted content hash (one render partition's: the indexes on
+    ``content_hash`` serve it, whatever the size of silver)."""
+    rows = conn.execute(CONTENT_SQL, (sorted(wanted),)).fetchall()
+    return {h: ContentInfo(split, *lists) for h, split, *lists in rows}
 
 
 def songs(conn: psycopg.Connection, midi_ids: Iterable[str]) -> list[tuple[str, str, str]]:
