@@ -210,7 +210,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "DX7LAKE_LOUDNESS_OUTLIER_LU",
         "loudness_outlier_lu",
-        "validation fails a checked render whose loudness is this many LU below its patch's median",
+        "validation flags (for review, not failing the run) a checked render this many LU below its patch's median",
         float,
     ),
     Variable(

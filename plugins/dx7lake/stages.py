@@ -319,6 +319,7 @@ def write_summary(settings: Settings, stage_results: dict[str, Iterable[dict] | 
         "rendered_this_run": sum(r["rendered"] for r in renders),
         "validation": "passed" if val["passed"] else "failed",
         "validation_failures": val["failures"][:50],
+        "validation_flagged": val["flagged"],
         "seconds": seconds,
         "lake": settings.lake_uri,
     }

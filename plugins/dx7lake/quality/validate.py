@@ -15,10 +15,13 @@ before it fails the run. Checks, by the name they are recorded under:
   row of the checked parts is loaded in gold.renders with its sha256;
 - ``objects``: each checked render's object exists and its sha256 matches;
 - ``audio``: each checked render decodes and sounds right (see ``audio_qa``);
-- ``loudness``: no checked render is ``Settings.loudness_outlier_lu`` or more below its
-  patch's median integrated loudness, or under the -70 LUFS gate (a near miss of the
-  silence check: audible samples, nothing a listener hears); renders without features
-  (from parts written before them) are not judged;
+- ``loudness``: flags (does not fail) checked renders ``Settings.loudness_outlier_lu`` or
+  more below their patch's median integrated loudness, or under the -70 LUFS gate (a near
+  miss of the silence check: audible samples, nothing a listener hears). Flags, because real
+  files hold such phrases on purpose (a velocity-1 note, a pitch-0 note the K-weighting
+  filters out) and their renders are right; the flags go in the result for a listener to
+  review, and the ``sound_by_patch`` mart counts them. Renders without features (from parts
+  written before them) are not judged;
 - ``dbt_gold``: the dbt data tests declared on the gold source.
 """
 
@@ -55,9 +58,14 @@ class Check:
     checked: int = 0
     seconds: float = 0.0
     failures: list[dict] = field(default_factory=list)
+    flags: list[dict] = field(default_factory=list)
 
     def fail(self, key: str, reason: str) -> None:
         self.failures.append({"check": self.name, "key": key, "reason": reason})
+
+    def flag(self, key: str, reason: str) -> None:
+        """A finding to review that does not fail the run."""
+        self.flags.append({"check": self.name, "key": key, "reason": reason})
 
 
 @dataclass
@@ -73,6 +81,10 @@ class Validation:
     @property
     def failures(self) -> list[dict]:
         return [f for check in self.checks.values() for f in check.failures]
+
+    @property
+    def flags(self) -> list[dict]:
+        return [f for check in self.checks.values() for f in check.flags]
 
     @property
     def passed(self) -> bool:
@@ -97,9 +109,17 @@ class Validation:
             "audited": self.audited,
             "checked": sum(c.checked for c in self.checks.values()),
             "checks": [
-                {"check": c.name, "checked": c.checked, "failed": len(c.failures), "seconds": round(c.seconds, 3)}
+                {
+                    "check": c.name,
+                    "checked": c.checked,
+                    "failed": len(c.failures),
+                    "flagged": len(c.flags),
+                    "seconds": round(c.seconds, 3),
+                }
                 for c in self.checks.values()
             ],
+            "flags": self.flags[:max_failures],
+            "flagged": len(self.flags),
             "failures": self.failures[:max_failures],
             "failed": len(self.failures),
             "passed": self.passed,
@@ -189,7 +209,7 @@ def _audit_sample(conn, patch_ids: list[str], exclude: set[str], size: int, seed
 
 
 def _check_loudness(conn, patch_ids: list[str], keys: list[str], outlier_lu: float, check: Check) -> None:
-    """Checked renders far below their patch's median loudness, or below the gate (one
+    """Flags checked renders far below their patch's median loudness, or below the gate (one
     aggregate per patch over gold.renders: the median needs every render of the voice)."""
     found = conn.execute(
         """with medians as (
@@ -202,9 +222,9 @@ def _check_loudness(conn, patch_ids: list[str], keys: list[str], outlier_lu: flo
     check.checked = len(found)
     for key, lufs, median in found:
         if lufs is None:
-            check.fail(key, "loudness below the -70 LUFS gate (audible samples, nothing heard)")
+            check.flag(key, "loudness below the -70 LUFS gate (audible samples, nothing heard)")
         elif median is not None and lufs <= median - outlier_lu:
-            check.fail(key, f"loudness {lufs:.1f} LUFS is {median - lufs:.1f} LU below its patch's median {median:.1f}")
+            check.flag(key, f"loudness {lufs:.1f} LUFS is {median - lufs:.1f} LU below its patch's median {median:.1f}")
 
 
 def _reconcile_bronze(conn, lake: Lake, result: Validation, check: Check) -> None:
