@@ -17,7 +17,9 @@ import mido
 import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pyloudnorm as pyln
 import pytest
+import soundfile as sf
 from PIL import Image
 
 from dx7lake.dataset import Release, ReleaseNotFound
@@ -114,6 +116,10 @@ def test_example_metadata_midi_and_patch_params(lake, song_release):
     assert params["algorithm"] == vced[134] and params["feedback"] == vced[135]
     assert params["name"] == vced[145:155].decode().strip() and len(params["operators"]) == 6
     assert ex["drum_free"] and set(ex["instrument_families"]) <= {"piano", "organ", "strings", "ensemble", "reed"}
+    # the audio features travel with the example: its loudness as pyloudnorm reads its own audio
+    pcm, rate = sf.read(io.BytesIO(ex["audio"]["bytes"]))
+    assert ex["lufs"] == pytest.approx(pyln.Meter(rate).integrated_loudness(pcm), abs=0.01)
+    assert len(ex["mfcc"]) == 13 and 0 < ex["spectral_centroid_hz"] < rate / 2
 
 
 def test_card_plots_and_previews(lake, song_release):

@@ -18,6 +18,7 @@ import mido
 import psycopg
 import pyarrow as pa
 
+from ..gold.features import FEATURE_COLUMNS
 from ..gold.render import current_manifest, current_rows, manifest_parts, part_partition, read_part, union_of_parts
 from ..lake import Lake
 
@@ -207,6 +208,7 @@ def example_meta(row: dict, info: ContentInfo, split: str, params_json: str) -> 
         "effects": row["effects"],
         "flac_level": row["flac_level"],
         "flac_encoder": row["flac_encoder"],
+        **{name: row.get(name) for name in FEATURE_COLUMNS},
         "gold_key": row["key"],
         "midi": phrase_midi(row["notes"], row["bpm"]),
     }

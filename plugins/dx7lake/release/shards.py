@@ -14,7 +14,8 @@ import tarfile
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..gold.render import NOTE_STRUCT
+from ..gold.features import FEATURE_COLUMNS
+from ..gold.render import MANIFEST_SCHEMA, NOTE_STRUCT
 
 AUDIO_STRUCT = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 HF_METADATA = {b"huggingface": json.dumps({"info": {"features": {"audio": {"_type": "Audio"}}}}).encode()}
@@ -45,6 +46,8 @@ EXAMPLE_SCHEMA = pa.schema(
         ("effects", pa.string()),
         ("flac_level", pa.int32()),
         ("flac_encoder", pa.string()),
+        # the render's audio features, as gold computed them (null for renders from before them)
+        *[(name, MANIFEST_SCHEMA.field(name).type) for name in FEATURE_COLUMNS],
         ("gold_key", pa.string()),
         ("midi", pa.binary()),
     ],
