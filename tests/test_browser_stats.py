@@ -45,7 +45,9 @@ def test_preview_is_the_render_as_mp3(client, rendered_home):
     assert abs(level(mp3) - level(pcm)) < 1.0  # the same sound, not silence or another render
     assert len(reply.content) < 3 * len(flac)
 
-    saved = client.get(flac_url.replace("/audio.flac", "/preview.mp3") + "&download=1")
+    page = client.get("/phrases/2").text  # the phrase page links the download it offers
+    download = re.search(r'<a id="download-preview" href="([^"]+)"', page).group(1).replace("&amp;", "&")
+    saved = client.get(download)
     assert saved.content == reply.content
     disposition = saved.headers["content-disposition"]
     assert re.fullmatch(r'attachment; filename="[0-9a-f]{32}_[0-9A-Za-z_-]+\.mp3"', disposition)

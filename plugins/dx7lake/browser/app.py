@@ -213,6 +213,9 @@ def create_app(
             patch_links={p: _link(request, f"/phrases/{n}", other | {"patch": p}) for p in phrase["renders"]},
             audio_src=_link(request, f"/phrases/{n}/audio.flac", {"patch": patch}),
             mel_src=_link(request, f"/phrases/{n}/mel.png", {"patch": patch}),
+            preview_download=_link(
+                request, f"/phrases/{n}/preview.{PREVIEW_FORMAT}", {"patch": patch, "download": "1"}
+            ),
             pianoroll=pianoroll_svg(render["notes"], render["duration_s"], render["bpm"]),
             prev_link=_link(request, f"/phrases/{prev_n}", query) if prev_n else None,
             next_link=_link(request, f"/phrases/{next_n}", query) if next_n else None,
