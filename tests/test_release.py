@@ -346,3 +346,24 @@ def test_cli_writes_a_release_of_chosen_patches(lake, rendered_home, monkeypatch
     assert [p["patch_name"] for p in manifest["patches"]] == ["epiano"] and manifest["request"][
         "shard_bytes"
     ] == 64 << 10
+
+
+def test_patch_split_counts_only_voices_with_current_renders(tmp_path):
+    """A voice whose manifest parts all predate the note-length rule has no example, so it
+    must not take a split (with two real voices and one stale, test would hold none)."""
+    from dx7lake.gold.render import part_key
+    from dx7lake.release.examples import gold_partitions, patches_with_current_rows
+
+    lake = LocalLake(str(tmp_path))
+    rows = {
+        "current": [{"content_hash": "aa" * 16, "note_length": "until-silent"}],
+        "mixed": [{"content_hash": "bb" * 16, "note_length": "release-1s"}],
+        "stale": [{"content_hash": "cc" * 16, "note_length": "release-1s"}],
+    }
+    for patch_id, table in rows.items():
+        lake.put_parquet(part_key(patch_id, 3, [r["content_hash"] for r in table]), pa.Table.from_pylist(table))
+    later = [{"content_hash": "bd" * 16, "note_length": "until-silent"}]
+    lake.put_parquet(part_key("mixed", 5, ["bd" * 16]), pa.Table.from_pylist(later))
+    lake.put_parquet(part_key("old", 3, ["dd" * 16]), pa.Table.from_pylist([{"content_hash": "dd" * 16}]))
+    partitions = gold_partitions(lake, ["current", "mixed", "old", "stale"])
+    assert patches_with_current_rows(lake, partitions) == ["current", "mixed"]

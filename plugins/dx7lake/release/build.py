@@ -93,9 +93,7 @@ def build_release(
     # open shards and the keys seen (~100 bytes a render), not the lake's rows.
     partitions = ex.gold_partitions(lake, chosen)
     names, params, seen = {}, {}, set()
-    by_patch = (
-        ex.patch_splits(sorted({p for parts in partitions.values() for p in parts})) if split_by == "patch" else {}
-    )
+    by_patch = ex.patch_splits(ex.patches_with_current_rows(lake, partitions)) if split_by == "patch" else {}
     writer = SplitWriter(lake, prefix, params, shard_bytes, previews, on_shard)
     with writer:
         for parts in partitions.values():

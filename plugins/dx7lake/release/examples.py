@@ -62,6 +62,21 @@ def gold_partitions(lake: Lake, patch_ids: Sequence[str]) -> dict[int, dict[str,
     return dict(sorted(out.items()))
 
 
+def patches_with_current_rows(lake: Lake, partitions: dict[int, dict[str, list[str]]]) -> list[str]:
+    """The patches of ``partitions`` that have a render of the current note-length rule: a
+    patch whose parts all predate it has no example, so it takes no split of its own. Reads
+    one column of a patch's parts until the first current row (one part, as a rule)."""
+    keys: dict[str, list[str]] = {}
+    for parts in partitions.values():
+        for patch_id, patch_keys in parts.items():
+            keys.setdefault(patch_id, []).extend(patch_keys)
+    return sorted(
+        patch_id
+        for patch_id, patch_keys in keys.items()
+        if any(current_rows(read_part(lake, k, columns=["note_length"])).num_rows for k in reversed(patch_keys))
+    )
+
+
 def partition_rows(lake: Lake, parts: dict[str, list[str]]) -> dict[str, pa.Table]:
     """Each patch's current manifest rows of one render partition (``parts``: patch -> part keys)."""
     return {
