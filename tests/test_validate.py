@@ -174,7 +174,7 @@ def test_partition_mismatch_missing_render_and_gold_test_are_named(run):
                 len(failures),
             )
     finally:
-        stages.load_partition(run, p, "restore")
+        stages.load_partition(run, p, "restore", reload=True)  # the ledger holds the part: reload it
         stages.load_renders(run, reload=True)
     assert not _failures(run)
 

@@ -77,11 +77,12 @@ def bronze_partitions(settings: Settings) -> list[str]:
 
 
 @_timed
-def load_partition(settings: Settings, p: str, run_id: str) -> dict:
-    """Raw: the bronze parts of partition ``p`` not yet in raw.detailed_notes."""
+def load_partition(settings: Settings, p: str, run_id: str, reload: bool = False) -> dict:
+    """Raw: the bronze parts of partition ``p`` not yet in raw.detailed_notes (all of them,
+    replacing their files' rows, with ``reload``)."""
     with connect(settings) as conn:
         schema.ensure_schema(conn)
-        return warehouse.load_new_bronze_parts(conn, lake_of(settings), p, run_id)
+        return warehouse.load_new_bronze_parts(conn, lake_of(settings), p, run_id, reload)
 
 
 @_timed

@@ -103,14 +103,15 @@ def loaded_bronze_parts(conn: psycopg.Connection, p: str) -> set[str]:
         return {name for (name,) in conn.execute("select part from raw.bronze_parts where p = %s", (p,))}
 
 
-def load_new_bronze_parts(conn: psycopg.Connection, lake: Lake, p: str, run_id: str) -> dict:
-    """Load the committed bronze parts of partition ``p`` that the ledger lacks, one
-    transaction each: a run costs the parts it adds, a rerun loads nothing, and a load
-    killed halfway keeps the parts it committed and leaves the rest to the next run.
+def load_new_bronze_parts(conn: psycopg.Connection, lake: Lake, p: str, run_id: str, reload: bool = False) -> dict:
+    """Load the committed bronze parts of partition ``p`` that the ledger lacks (every part
+    with ``reload``, to repair raw), one transaction each: a run costs the parts it adds, a
+    rerun loads nothing, and a load killed halfway keeps the parts it committed and leaves
+    the rest to the next run.
 
     The figures are the run's, from the ledger and ``ops.load_stats``, not this attempt's: a
     retry after an attempt that loaded everything reports what the run loaded, not zero."""
-    done = loaded_bronze_parts(conn, p)
+    done = set() if reload else loaded_bronze_parts(conn, p)
     for name in committed_data_parts(lake, p):
         if name not in done:
             load_bronze_part(conn, p, name, read_bronze_part(lake, p, name), run_id)
