@@ -26,14 +26,7 @@
 }}
 
 with files as (
-    select midi_id, loaded_at
-    from {{ ref('stg_loaded_files') }} as f
-    {% if is_incremental() %}
-    where not exists (
-        select 1 from {{ this }} as t
-        where t.midi_id = f.midi_id and t.loaded_at >= f.loaded_at
-    )
-    {% endif %}
+    {{ files_to_build() }}
 ),
 
 notes as (

@@ -17,12 +17,7 @@
 
 {% if is_incremental() %}
 with songs as (
-    select f.midi_id
-    from {{ ref('stg_loaded_files') }} as f
-    where not exists (
-        select 1 from {{ this }} as s
-        where s.midi_id = f.midi_id and s.loaded_at >= f.loaded_at
-    )
+    select midi_id from ({{ files_to_build() }}) as files
     union
     select phrases.midi_id
     from {{ ref('phrase_contents') }} as contents
