@@ -209,14 +209,17 @@ def _audit_sample(conn, patch_ids: list[str], exclude: set[str], size: int, seed
 
 
 def _check_loudness(conn, patch_ids: list[str], keys: list[str], outlier_lu: float, check: Check) -> None:
-    """Flags checked renders far below their patch's median loudness, or below the gate (one
-    aggregate per patch over gold.renders: the median needs every render of the voice)."""
+    """Flags checked renders far below their patch's median loudness, or below the gate. The
+    median is over the checked renders (this run's and the seeded audit of older ones, a
+    random sample of the voice), so the check reads what validation reads, not all of gold."""
     found = conn.execute(
-        """with medians as (
+        """with checked as (
+               select key, patch_id, lufs from gold.renders
+               where patch_id = any(%s) and key = any(%s) and spectral_centroid_hz is not null),
+           medians as (
                select patch_id, percentile_cont(0.5) within group (order by lufs) as median
-               from gold.renders where patch_id = any(%s) group by patch_id)
-           select r.key, r.lufs, m.median from gold.renders r join medians m using (patch_id)
-           where r.key = any(%s) and r.spectral_centroid_hz is not null""",
+               from checked group by patch_id)
+           select c.key, c.lufs, m.median from checked c join medians m using (patch_id)""",
         (patch_ids, keys),
     ).fetchall()
     check.checked = len(found)
