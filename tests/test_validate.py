@@ -25,6 +25,7 @@ from dx7lake.gold.render import manifest_parts, part_key, part_partition
 from dx7lake.lake import Lake, open_lake
 from dx7lake.quality.audio_qa import expected_samples
 from dx7lake.quality.validate import validate_run
+from dx7lake.warehouse import schema
 
 PATCHES = "sine"
 
@@ -206,6 +207,35 @@ def test_a_run_checks_its_own_renders_in_full_and_audits_a_seeded_sample_of_olde
         assert (new.new_renders, new.audited, new.checks["audio"].checked) == (1, 0, 1)
         assert {(f["check"], f["key"]) for f in new.failures} == {("audio", key)}
     assert not _failures(run)
+
+
+def test_the_audit_reads_a_share_of_a_large_table_and_draws_the_seeds_rows(pg_url):
+    """Once the planner knows gold.renders is large, the audit samples its pages (the plan
+    says so) yet returns its size, the same rows for one seed, none it must exclude."""
+    from dx7lake.quality.validate import _audit_sample
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        schema.ensure_schema(conn)
+        conn.execute(
+            """insert into gold.renders (content_hash, patch_id, key, sha256, bytes, sample_rate, duration_s,
+                   peak, rms, bpm, notes, render_p)
+               select md5(i::text), 'v', 'k' || i, md5(i::text), 1, 22050, 2.5, 0.5, 0.1, 120, '[]', 0
+               from generate_series(1, 20000) as i"""
+        )
+        conn.execute("analyze gold.renders")
+        plan = conn.execute("explain select * from gold.renders tablesample system (1)").fetchall()
+        assert "Sample Scan" in plan[0][0]
+        exclude = {"k1", "k2"}
+        drawn = [_audit_sample(conn, ["v"], exclude, 50, seed="run-a") for _ in range(2)]
+        keys = [r["key"] for r in drawn[0]]
+        assert len(set(keys)) == 50 and not set(keys) & exclude and drawn[0] == drawn[1]
+        assert [r["key"] for r in _audit_sample(conn, ["v"], exclude, 50, seed="run-b")] != keys
+        # a full sort by the same hash would give the table's first 50: the audit read a share of it
+        first = conn.execute(
+            "select key from gold.renders where not key = any(%s) order by md5(key || 'run-a') limit 50",
+            (sorted(exclude),),
+        ).fetchall()
+        assert keys != [k for (k,) in first]
 
 
 def test_recorded_run_feeds_every_dashboard_card(run):

@@ -196,16 +196,29 @@ def _check_gold_load(
     return rows
 
 
+AUDIT_OVERSAMPLE = 4  # pages sampled for ~4x the audit's rows, so the draw rarely falls short
+
+
 def _audit_sample(conn, patch_ids: list[str], exclude: set[str], size: int, seed: str) -> list[dict]:
     """``size`` renders of gold.renders outside ``exclude``, drawn by a hash of key and seed:
-    the same seed draws the same sample, each run's id another one."""
-    cur = conn.execute(
-        f"select {', '.join(AUDIT_COLUMNS)} from gold.renders where patch_id = any(%s) and not key = any(%s)"
-        " order by md5(key || %s) limit %s",
-        (patch_ids, sorted(exclude), seed, size),
-    )
+    the same seed draws the same sample, each run's id another one. Postgres reads only a
+    share of the table's pages (``tablesample system``, by the planner's row estimate), so
+    an audit costs its size, not the lake's; a draw that falls short reads the whole table."""
+    estimate = conn.execute("select reltuples from pg_class where oid = 'gold.renders'::regclass").fetchone()[0]
+    share = min(100.0, 100.0 * AUDIT_OVERSAMPLE * size / max(estimate, 1.0))
+    repeatable = int(hashlib.md5(seed.encode()).hexdigest()[:8], 16)
+    columns = ", ".join(AUDIT_COLUMNS)
+    for sampled in ([f" tablesample system ({share}) repeatable ({repeatable})"] if share < 100 else []) + [""]:
+        cur = conn.execute(
+            f"select {columns} from gold.renders{sampled} where patch_id = any(%s) and not key = any(%s)"
+            " order by md5(key || %s) limit %s",
+            (patch_ids, sorted(exclude), seed, size),
+        )
+        rows = cur.fetchall()
+        if len(rows) == size or not sampled:
+            break
     names = [d.name for d in cur.description]
-    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    return [dict(zip(names, row, strict=True)) for row in rows]
 
 
 def _check_loudness(conn, patch_ids: list[str], keys: list[str], outlier_lu: float, check: Check) -> None:
