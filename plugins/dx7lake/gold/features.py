@@ -36,6 +36,7 @@ RMS is the manifest's existing ``rms`` column (of the same quantised samples).
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -46,12 +47,13 @@ from numba import njit
 N_FFT = 1024
 N_MELS = 40
 N_MFCC = 13
+SCALE = 1 / 32768  # 16-bit full scale: a power of two, so scaling is exact
 TOP_DB = 80.0
 ONSET_RELATIVE = 1 / 3  # a flux peak counts as an onset above this share of the phrase's largest
 ONSET_MIN_DB = 1.0  # ... and above this mean rise per mel band (dB)
 TP_PHASES = 4
 TP_TAPS = 12  # per phase: 48 taps, as BS.1770-4 Annex 2
-TP_BLOCK = 16  # outputs bounded together before interpolating
+TP_BLOCK = 16  # outputs bounded together before interpolating (>= TP_TAPS - 1: a window spans two blocks)
 YIN_WINDOW = 1024
 YIN_THRESHOLD = 0.15
 F0_OFFSET_S = 0.06  # past the attack
@@ -111,29 +113,36 @@ def k_weighting(sample_rate: int) -> np.ndarray:
     return np.array([[b0 / a0, b1 / a0, b2 / a0, a1 / a0, a2 / a0] for b0, b1, b2, a0, a1, a2 in (shelf, high)])
 
 
-@njit(cache=True, nogil=True)
-def _k_squares(x: np.ndarray, sos: np.ndarray, step: int) -> tuple[np.ndarray, int]:
-    """One pass: sums of squares of the K-weighted signal per ``step`` samples, and sign changes."""
-    subs = np.zeros(len(x) // step)
-    crossings = 0
-    z1 = z2 = w1 = w2 = 0.0
-    b0, b1, b2, a1, a2 = sos[0, 0], sos[0, 1], sos[0, 2], sos[0, 3], sos[0, 4]
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def _k_squares(pcm: np.ndarray, scale: float, sos: np.ndarray, step: int) -> tuple[np.ndarray, int]:
+    """One pass: sums of squares of the K-weighted signal (``pcm`` × ``scale``) per ``step``
+    samples, and sign changes. Direct form I, the feedback term added last: each biquad's
+    loop-carried chain is one multiply-add, and the two run side by side (twice the speed of
+    the transposed form, whose chain is two). One flat loop: a nested one per block is 4x slower."""
+    subs = np.zeros(len(pcm) // step)
+    b0, b1, b2, a1, a2 = sos[0, 0] * scale, sos[0, 1] * scale, sos[0, 2] * scale, sos[0, 3], sos[0, 4]
     c0, c1, c2, d1, d2 = sos[1, 0], sos[1, 1], sos[1, 2], sos[1, 3], sos[1, 4]
-    negative = x[0] < 0 if len(x) else False
+    x1 = x2 = y1 = y2 = k1 = k2 = acc = 0.0
+    block = count = crossings = 0
+    negative = pcm[0] < 0 if len(pcm) else False
     for i in range(len(subs) * step):
-        s = x[i]
-        y = b0 * s + z1  # transposed direct form II
-        z1 = b1 * s - a1 * y + z2
-        z2 = b2 * s - a2 * y
-        k = c0 * y + w1
-        w1 = c1 * y - d1 * k + w2
-        w2 = c2 * y - d2 * k
-        subs[i // step] += k * k
-        now = s < 0
+        v = pcm[i]
+        x = float(v)
+        y = (b0 * x + b1 * x1 + b2 * x2 - a2 * y2) - a1 * y1
+        k = (c0 * y + c1 * y1 + c2 * y2 - d2 * k2) - d1 * k1
+        x2, x1, y2, y1, k2, k1 = x1, x, y1, y, k1, k
+        acc += k * k
+        now = v < 0
         crossings += now != negative
         negative = now
-    for i in range(len(subs) * step, len(x)):
-        now = x[i] < 0
+        count += 1
+        if count == step:
+            subs[block] = acc
+            block += 1
+            acc = 0.0
+            count = 0
+    for i in range(len(subs) * step, len(pcm)):
+        now = pcm[i] < 0
         crossings += now != negative
         negative = now
     return subs, crossings
@@ -167,36 +176,97 @@ def true_peak_filter() -> np.ndarray:
     return phases / phases.sum(axis=1, keepdims=True)
 
 
-@njit(cache=True, nogil=True)
-def _true_peak(x: np.ndarray, phases: np.ndarray, sample_peak: float) -> float:
-    """Max |4x interpolation|: a block of outputs whose bound (the largest sample its taps
-    reach × the largest absolute tap sum of a phase) cannot beat the best so far is skipped."""
-    taps = phases.shape[1]
-    half = taps // 2 - 1
-    gain = 0.0
-    for p in range(phases.shape[0]):
-        total = 0.0
-        for k in range(taps):
-            total += abs(phases[p, k])
-        gain = max(gain, total)
-    n = len(x)
-    padded = np.zeros(n + taps)  # output i reads padded[i : i + taps] = x[i - half : i - half + taps]
-    padded[half : half + n] = x
-    best = sample_peak
-    for start in range(0, n, TP_BLOCK):
-        stop = min(n, start + TP_BLOCK)
-        local = 0.0
-        for j in range(start, stop + taps - 1):
-            local = max(local, abs(padded[j]))
-        if local * gain <= best:
-            continue
-        for i in range(start, stop):
-            for p in range(1, phases.shape[0]):
-                acc = 0.0
-                for k in range(taps):
-                    acc += phases[p, k] * padded[i + k]
-                best = max(best, abs(acc))
-    return best
+@cache
+def true_peak_kernel() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The interpolator folded by its symmetries: phase 2 is symmetric and phase 3 is phase 1
+    reversed, so with a window's end-to-end sums a_k + a_(11-k) and differences a_k - a_(11-k),
+    phase 2 is 6 products (``mid``), and phases 1 and 3 are (S ± D) / 2 for S (``outer``) and
+    D (``inner``) of 6 products each: 18 in all for 36. ``rest``: per phase (0: phase 2,
+    1: phases 1 and 3), the |tap sum| outside the 4 central taps, and over all 12 taps: the
+    most the far samples can add to the central ones' value, and to nothing (a little over:
+    the products' rounding)."""
+    phases = true_peak_filter()
+    half = TP_TAPS // 2
+    assert np.allclose(phases[3], phases[1, ::-1], rtol=0, atol=1e-15)
+    assert np.allclose(phases[2], phases[2, ::-1], rtol=0, atol=1e-15)
+    outer = phases[1, :half] + phases[1, ::-1][:half]
+    inner = phases[1, :half] - phases[1, ::-1][:half]
+    far = np.abs(phases[[2, 1]]).sum(axis=1) - np.abs(phases[[2, 1], half - 2 : half + 2]).sum(axis=1)
+    rest = np.array([*far, np.abs(phases).sum(axis=1).max()]) * (1 + 1e-9)
+    return phases[2, :half].copy(), outer, inner, rest
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _block_peaks(pcm: np.ndarray) -> np.ndarray:
+    """The largest |sample| of each TP_BLOCK samples of ``pcm`` (and a zero after the last)."""
+    peaks = np.zeros((len(pcm) + TP_BLOCK - 1) // TP_BLOCK + 1)
+    for b in range(len(pcm) // TP_BLOCK):
+        top = abs(pcm[b * TP_BLOCK])
+        for j in range(b * TP_BLOCK + 1, (b + 1) * TP_BLOCK):
+            top = max(top, abs(pcm[j]))
+        peaks[b] = top
+    for j in range(len(pcm) // TP_BLOCK * TP_BLOCK, len(pcm)):
+        peaks[-2] = max(peaks[-2], abs(pcm[j]))
+    return peaks
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"}, inline="always")
+def _interpolated(
+    x: np.ndarray, start: int, first: int, mid: np.ndarray, outer: np.ndarray, inner: np.ndarray
+) -> tuple[float, float]:
+    """|phase 2| and max(|phase 1|, |phase 3|) interpolated in the window x[start : start + 12],
+    from its tap pairs ``first`` to 5 (0: all; 4: the central four)."""
+    half = sums = diffs = 0.0
+    last = start + 2 * len(mid) - 1
+    for k in range(first, len(mid)):
+        a, c = float(x[start + k]), float(x[last - k])
+        half += mid[k] * (a + c)
+        sums += outer[k] * (a + c)
+        diffs += inner[k] * (a - c)
+    return abs(half), 0.5 * (abs(sums) + abs(diffs))
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def _true_peak(
+    pcm: np.ndarray, scale: float, mid: np.ndarray, outer: np.ndarray, inner: np.ndarray, rest: np.ndarray, peak: float
+) -> float:
+    """Max |4x interpolation| of ``pcm`` × ``scale``, at least the sample ``peak``. Output i's
+    window is pcm[i - 5 : i + 7] (zeros outside). Bounds skip work and keep the value exact
+    (that of interpolating everything): a block of outputs is skipped when the peak of the
+    samples its windows reach × the largest |tap sum| cannot beat the best so far, an output
+    when its central four taps' value plus the far taps' most cannot. ``scale`` is a power of
+    two, applied to the sums (the same values as to the samples)."""
+    taps = 2 * len(mid)
+    lead = len(mid) - 1
+    n = len(pcm)
+    best = peak / scale
+    lo, hi = (lead, n - taps + lead + 1) if n > 4 * taps else (n, n)  # outputs whose windows lie inside pcm
+    if lo < hi:
+        peaks = _block_peaks(pcm)  # the windows of outputs lo + b * TP_BLOCK on are in blocks b and b + 1
+        for b in range((hi - lo + TP_BLOCK - 1) // TP_BLOCK):
+            top = max(peaks[b], peaks[b + 1])
+            if top * rest[2] <= best:
+                continue
+            for i in range(lo + b * TP_BLOCK, min(hi, lo + (b + 1) * TP_BLOCK)):
+                half, sides = _interpolated(pcm, i - lead, len(mid) - 2, mid, outer, inner)
+                if max(half + rest[0] * top, sides + rest[1] * top) > best:
+                    half, sides = _interpolated(pcm, i - lead, 0, mid, outer, inner)
+                    best = max(best, half, sides)
+    head = np.zeros(lo + 2 * taps, dtype=pcm.dtype)  # the outputs at the ends, zero-padded
+    head[lead : lead + min(n, lo + taps)] = pcm[: min(n, lo + taps)]
+    for i in range(lo):
+        best = max(best, *_interpolated(head, i, 0, mid, outer, inner))
+    if hi < n:
+        tail = np.zeros(2 * taps, dtype=pcm.dtype)
+        tail[: n - hi + lead] = pcm[hi - lead :]
+        for i in range(hi, n):
+            best = max(best, *_interpolated(tail, i - hi, 0, mid, outer, inner))
+    return best * scale
+
+
+def true_peak(pcm: np.ndarray, sample_peak: float, scale: float = 1.0) -> float:
+    """The true peak (full scale 1.0) of ``pcm`` × ``scale``, whose sample peak is ``sample_peak``."""
+    return _true_peak(pcm, scale, *true_peak_kernel(), sample_peak) if sample_peak > 0 else 0.0
 
 
 # --- spectrum ---
@@ -243,19 +313,6 @@ def mel_bands(sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
     return weights, np.stack([first, last], axis=1)
 
 
-@njit(cache=True, nogil=True)
-def _mel(power: np.ndarray, weights: np.ndarray, spans: np.ndarray) -> np.ndarray:
-    """power @ weights.T over each band's span (a BLAS product would start its threads)."""
-    out = np.zeros((power.shape[0], weights.shape[0]))
-    for f in range(power.shape[0]):
-        for m in range(weights.shape[0]):
-            acc = 0.0
-            for b in range(spans[m, 0], spans[m, 1]):
-                acc += power[f, b] * weights[m, b]
-            out[f, m] = acc
-    return out
-
-
 @cache
 def dct_matrix(n_mfcc: int = N_MFCC, n_mels: int = N_MELS) -> np.ndarray:
     """DCT-II, orthonormal: (n_mfcc, n_mels)."""
@@ -266,30 +323,77 @@ def dct_matrix(n_mfcc: int = N_MFCC, n_mels: int = N_MELS) -> np.ndarray:
     return basis
 
 
-def power_frames(x: np.ndarray) -> np.ndarray:
-    """(frames, bins) power spectra of Hann frames laid end to end (overlapping frames cost 8x in numpy's
-    FFT, and a 46 ms step still separates notes); a phrase shorter than a frame is zero-padded."""
-    if len(x) < N_FFT:
-        x = np.pad(x, (0, N_FFT - len(x)))
-    frames = x[: len(x) // N_FFT * N_FFT].reshape(-1, N_FFT)
-    spectrum = np.fft.rfft(frames * _hann(N_FFT), axis=1)
-    return spectrum.real**2 + spectrum.imag**2
+_buffers = threading.local()
 
 
-def power_to_db(power: np.ndarray) -> np.ndarray:
-    db = 10.0 * np.log10(np.maximum(power, 1e-10))
-    return np.maximum(db, db.max() - TOP_DB)
+def spectra(pcm: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """(frames, bins) complex spectra of the Hann frames of ``pcm`` × ``scale`` laid end to end
+    (overlapping frames cost 8x in numpy's FFT, and a 46 ms step still separates notes); a
+    phrase shorter than a frame is zero-padded. The frames and spectra are written into this
+    thread's buffers, valid until its next call: fresh arrays of this size (~0.4 MB) cost more
+    than the FFT (the allocator maps new pages each time)."""
+    if len(pcm) < N_FFT:
+        pcm = np.pad(pcm, (0, N_FFT - len(pcm)))
+    frames = pcm[: len(pcm) // N_FFT * N_FFT].reshape(-1, N_FFT)
+    windowed, spectrum = getattr(_buffers, "spectra", (np.empty((0, N_FFT)), None))
+    if len(windowed) < len(frames):
+        windowed = np.empty((len(frames), N_FFT))
+        spectrum = np.empty((len(frames), N_FFT // 2 + 1), dtype=np.complex128)
+        _buffers.spectra = windowed, spectrum
+    windowed, spectrum = windowed[: len(frames)], spectrum[: len(frames)]
+    np.multiply(frames, _hann(N_FFT) * scale, out=windowed)
+    return np.fft.rfft(windowed, axis=1, out=spectrum)
 
 
-def onsets(log_mel: np.ndarray) -> int:
-    """Peaks of the spectral flux (mean rise of the dB mel bands) above the thresholds."""
-    floor = np.full((1, log_mel.shape[1]), log_mel.min())
-    flux = np.maximum(0.0, np.diff(np.vstack([floor, log_mel]), axis=0)).mean(axis=1)
-    if not len(flux) or flux.max() < ONSET_MIN_DB:
-        return 0
-    padded = np.concatenate([[0.0], flux, [0.0]])
-    peaks = (flux > padded[:-2]) & (flux >= padded[2:]) & (flux >= max(ONSET_MIN_DB, ONSET_RELATIVE * flux.max()))
-    return int(np.count_nonzero(peaks))
+@njit(cache=True, nogil=True, fastmath=True)
+def _spectral(
+    spectrum: np.ndarray, weights: np.ndarray, spans: np.ndarray, top_db: float, onset_relative: float, onset_min: float
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """One pass over the frames' spectra: the magnitude summed over frames per bin, the mean
+    over frames of each mel band in dB (``top_db`` below the loudest), and the onset count
+    (peaks of the mean rise of the dB bands frame to frame, from the floor before the first).
+    Sums in any order (fastmath): the readings move by rounding only."""
+    frames, bins = spectrum.shape
+    n_mels = weights.shape[0]
+    magnitude = np.zeros(bins)
+    power = np.empty(bins)
+    log_mel = np.empty((frames, n_mels))
+    for f in range(frames):
+        for b in range(bins):
+            re, im = spectrum[f, b].real, spectrum[f, b].imag
+            power[b] = re * re + im * im
+            magnitude[b] += math.sqrt(power[b])
+        for m in range(n_mels):  # power @ weights.T over each band's span (BLAS would start its threads)
+            acc = 0.0
+            for b in range(spans[m, 0], spans[m, 1]):
+                acc += power[b] * weights[m, b]
+            log_mel[f, m] = max(acc, 1e-10)
+        for m in range(n_mels):
+            log_mel[f, m] = 10.0 * math.log10(log_mel[f, m])
+    floor = log_mel.max() - top_db
+    mean = np.zeros(n_mels)
+    flux = np.zeros(frames)
+    lowest = floor + top_db
+    for f in range(frames):
+        for m in range(n_mels):
+            value = max(log_mel[f, m], floor)
+            log_mel[f, m] = value
+            mean[m] += value / frames
+            lowest = min(lowest, value)
+    for f in range(frames):
+        rise = 0.0
+        for m in range(n_mels):
+            rise += max(0.0, log_mel[f, m] - (log_mel[f - 1, m] if f else lowest))
+        flux[f] = rise / n_mels
+    top = flux.max() if frames else 0.0
+    count = 0
+    if top >= onset_min:
+        threshold = max(onset_min, onset_relative * top)
+        for f in range(frames):
+            before = flux[f - 1] if f else 0.0
+            after = flux[f + 1] if f + 1 < frames else 0.0
+            count += flux[f] > before and flux[f] >= after and flux[f] >= threshold
+    return magnitude, mean, count
 
 
 # --- f0 ---
@@ -331,23 +435,25 @@ def cents(f0: float, pitch: int) -> float:
 # --- one render ---
 
 
-def loudness(x: np.ndarray, sample_rate: int) -> tuple[float | None, int]:
-    """Integrated loudness (LUFS, None for silence) of float samples, and their sign changes."""
+def loudness(pcm: np.ndarray, sample_rate: int, scale: float = 1.0) -> tuple[float | None, int]:
+    """Integrated loudness (LUFS, None for silence) of ``pcm`` × ``scale``, and its sign changes."""
     step = round(0.1 * sample_rate)
-    subs, crossings = _k_squares(x, k_weighting(sample_rate), step)
+    subs, crossings = _k_squares(pcm, scale, k_weighting(sample_rate), step)
     return gated_loudness(subs, step), crossings
 
 
-def spectral(x: np.ndarray, sample_rate: int) -> tuple[float, float, np.ndarray, int]:
-    """Centroid, bandwidth (Hz), MFCC means and onset count of float samples."""
-    power = power_frames(x)
-    magnitude = np.sqrt(power).sum(axis=0)
+def spectral(pcm: np.ndarray, sample_rate: int, scale: float = 1.0) -> tuple[float, float, np.ndarray, int]:
+    """Centroid, bandwidth (Hz), MFCC means and onset count of ``pcm`` × ``scale``. The mean
+    of the frames' MFCCs is the DCT of their mean dB mel bands (the DCT is linear)."""
+    weights, spans = mel_bands(sample_rate)
+    magnitude, mean_mel, onset_count = _spectral(
+        spectra(pcm, scale), weights, spans, TOP_DB, ONSET_RELATIVE, ONSET_MIN_DB
+    )
     freqs = np.linspace(0, sample_rate / 2, len(magnitude))
     total = magnitude.sum()
     centroid = float(freqs @ magnitude / total) if total > 0 else 0.0
     bandwidth = float(np.sqrt(((freqs - centroid) ** 2) @ magnitude / total)) if total > 0 else 0.0
-    log_mel = power_to_db(_mel(power, *mel_bands(sample_rate)))
-    return centroid, bandwidth, (log_mel @ dct_matrix().T).mean(axis=0), onsets(log_mel)
+    return centroid, bandwidth, dct_matrix() @ mean_mel, onset_count
 
 
 def features(
@@ -360,23 +466,23 @@ def features(
     """The features of one render's samples (16-bit values, full scale 32,768) and its notes
     (``(start beats, duration, velocity, pitch)``; f0 only for one note). ``sample_peak``
     (full scale 1.0), when the caller knows it, saves a pass over the samples."""
-    x = np.asarray(pcm, dtype=np.float64) / 32768.0
-    lufs, crossings = loudness(x, sample_rate)
+    pcm = np.asarray(pcm)
+    lufs, crossings = loudness(pcm, sample_rate, SCALE)
     if sample_peak is None:
-        sample_peak = float(np.abs(x).max()) if len(x) else 0.0
-    tp = _true_peak(x, true_peak_filter(), sample_peak) if sample_peak > 0 else 0.0
-    centroid, bandwidth, mfcc, onset_count = spectral(x, sample_rate)
+        sample_peak = float(np.abs(pcm).max()) * SCALE if len(pcm) else 0.0
+    tp = true_peak(pcm, sample_peak, SCALE)
+    centroid, bandwidth, mfcc, onset_count = spectral(pcm, sample_rate, SCALE)
     f0 = error = None
     if len(notes) == 1 and samples_per_beat > 0:
         onset = round(notes[0][0] * samples_per_beat + F0_OFFSET_S * sample_rate)
-        f0 = yin(x[onset:], sample_rate)
+        f0 = yin(pcm[onset : onset + 2 * YIN_WINDOW] * SCALE, sample_rate)
         error = cents(f0, notes[0][3]) if f0 else None
     return Features(
         lufs=lufs,
         true_peak_dbtp=20 * math.log10(tp) if tp > 0 else None,
         spectral_centroid_hz=centroid,
         spectral_bandwidth_hz=bandwidth,
-        zcr=crossings / (len(x) - 1) if len(x) > 1 else 0.0,
+        zcr=crossings / (len(pcm) - 1) if len(pcm) > 1 else 0.0,
         onset_count=onset_count,
         mfcc=[float(v) for v in mfcc],
         f0_hz=f0,
