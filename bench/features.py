@@ -1,13 +1,16 @@
 """Features benchmark: what computing a render's audio features costs the render path, and
 our numpy/numba code against the libraries that compute the same readings.
 
-Render rate with and without features: a fresh renderer (cold memo, as ``render``'s row)
-renders the chorale phrases for the demo voices through ``PhraseRenderer.render`` (FLAC,
-sha256, manifest row), once as it is and once with the features call replaced by one that
-computes nothing, in interleaved rounds (best of each: the machine may be shared), per CPU
-second of this process. The library rows time
-integrated loudness against pyloudnorm and the spectral features (MFCCs, centroid) against
-librosa on the same mastered renders, with the largest disagreement of each.
+Render rate with and without features, per corpus (the chorale phrases, and the real-world
+sample of ``bench.render`` when present): a fresh renderer (cold memo, as ``render``'s row)
+renders the phrases for the demo voices through ``PhraseRenderer.render`` (FLAC, sha256,
+manifest row), once as it is and once with the features call replaced by one that computes
+nothing, in interleaved rounds (best of each: the machine may be shared), per CPU second of
+this process. ``features_ms`` splits one render's features into their parts on that
+corpus's mastered renders. The library rows time integrated loudness against pyloudnorm,
+the spectral features (MFCCs, centroid) against librosa and the true peak against a 4x
+oversampling of every sample (numpy's convolution), on the same renders, with the largest
+disagreement of each.
 """
 
 from __future__ import annotations
@@ -24,13 +27,24 @@ import pyloudnorm
 from dx7lake.config import DEFAULT_PATCHES
 from dx7lake.gold import render
 from dx7lake.gold.engine import RenderSpec
-from dx7lake.gold.features import N_FFT, N_MELS, N_MFCC, features, loudness, spectral
+from dx7lake.gold.features import (
+    N_FFT,
+    N_MELS,
+    N_MFCC,
+    SCALE,
+    features,
+    loudness,
+    spectral,
+    true_peak,
+    true_peak_filter,
+    yin,
+)
 from dx7lake.gold.patches import choose_voices
 from dx7lake.gold.render import PhraseRenderer
 
-from .render import chorale_phrases
+from .render import chorale_phrases, realworld_phrases
 
-PHRASES = 300
+PHRASES = {"chorales": 300, "realworld": 150}
 ROUNDS = 3
 LIBRARY_RENDERS = 100
 
@@ -62,6 +76,40 @@ def _best(fn, items, rounds: int = ROUNDS) -> tuple[float, list]:
     return best / len(items), out
 
 
+def _mixes(phrases, voices, spec) -> list[tuple]:
+    """(samples, sample peak, notes) of the mastered renders, as the worker holds them."""
+    renderer = PhraseRenderer(spec)
+    mixes = [(renderer.master.master(renderer.engine.phrase(v, n)), n) for v in voices for _, n in phrases]
+    return [(out.pcm.copy(), out.peak, notes) for out, notes in mixes[:LIBRARY_RENDERS]]
+
+
+def _corpus(phrases, voices, spec) -> dict:
+    """Render rate with and without features on ``phrases``, and the features' parts (ms a render)."""
+    rates: dict[bool, float] = {False: 0.0, True: 0.0}
+    for _ in range(ROUNDS):
+        for with_features in rates:
+            rates[with_features] = max(rates[with_features], _rate(phrases, voices, spec, with_features))
+    sr, per_beat = spec.sample_rate, spec.samples_per_beat
+    mixes = _mixes(phrases, voices, spec)
+    single = [(pcm, notes) for pcm, _, notes in mixes if len(notes) == 1]
+
+    def ms(fn, items) -> float:
+        return round(1000 * _best(fn, items)[0], 3)
+
+    return {
+        "renders": len(phrases) * len(voices),
+        "render_path_per_cpu_s": {"without_features": round(rates[False], 1), "with_features": round(rates[True], 1)},
+        "render_rate_change": round(rates[True] / rates[False] - 1, 3),
+        "features_ms": {
+            "all": ms(lambda m: features(m[0], sr, m[2], per_beat, m[1]), mixes),
+            "loudness_and_zcr": ms(lambda m: loudness(m[0], sr, SCALE), mixes),
+            "true_peak": ms(lambda m: true_peak(m[0], m[1], SCALE), mixes),
+            "spectral": ms(lambda m: spectral(m[0], sr, SCALE), mixes),
+            "f0_single_notes": ms(lambda m: yin(m[0][m[0].nonzero()[0][0] :] * SCALE, sr), single) if single else None,
+        },
+    }
+
+
 def _librosa_spectral(x: np.ndarray, sr: int) -> tuple[float, np.ndarray]:
     magnitude = np.abs(librosa.stft(x, n_fft=N_FFT, hop_length=N_FFT, center=False))
     centroid = librosa.feature.spectral_centroid(S=magnitude.sum(axis=1, keepdims=True), sr=sr, n_fft=N_FFT)
@@ -70,23 +118,12 @@ def _librosa_spectral(x: np.ndarray, sr: int) -> tuple[float, np.ndarray]:
     return float(centroid[0, 0]), mfcc.mean(axis=1)
 
 
-def run() -> dict:
-    spec = RenderSpec()
-    phrases = chorale_phrases()[:PHRASES]
-    voices = choose_voices(DEFAULT_PATCHES)
-    features(np.ones(spec.total_samples, dtype=np.int32), spec.sample_rate)  # numba kernels: load or compile
-    rates: dict[bool, float] = {False: 0.0, True: 0.0}
-    for _ in range(ROUNDS):
-        for with_features in rates:
-            rates[with_features] = max(rates[with_features], _rate(phrases, voices, spec, with_features))
+def _oversampled_peak(x: np.ndarray) -> float:
+    return max(float(np.abs(np.convolve(x, phase[::-1])).max()) for phase in true_peak_filter())
 
-    renderer = PhraseRenderer(spec)
-    mixes = [(renderer.master.master(renderer.engine.phrase(v, n)).pcm.copy(), n) for v in voices for _, n in phrases][
-        :LIBRARY_RENDERS
-    ]
-    xs = [pcm / 32768.0 for pcm, _ in mixes]
-    sr = spec.sample_rate
-    per_render, _ = _best(lambda m: features(m[0], sr, m[1], spec.samples_per_beat), mixes)
+
+def _against_libraries(mixes, sr: int) -> dict:
+    xs = [pcm * SCALE for pcm, _, _ in mixes]
     meter = pyloudnorm.Meter(sr)
     ours_lufs, ours = _best(lambda x: loudness(x, sr)[0], xs)
     lib_lufs, lib = _best(meter.integrated_loudness, xs)
@@ -94,15 +131,9 @@ def run() -> dict:
     _librosa_spectral(xs[0], sr)  # librosa's first call compiles its numba kernels
     ours_spec, ours_s = _best(lambda x: spectral(x, sr), xs)
     lib_spec, lib_s = _best(lambda x: _librosa_spectral(x, sr), xs)
+    ours_tp, ours_t = _best(lambda m: true_peak(m[0], m[1], SCALE), mixes)
+    full_tp, full_t = _best(_oversampled_peak, xs)
     return {
-        "name": "features",
-        "renders": len(phrases) * len(voices),
-        "render_path_per_cpu_s": {
-            "without_features": round(rates[False], 1),
-            "with_features": round(rates[True], 1),
-        },
-        "render_rate_change": round(rates[True] / rates[False] - 1, 3),
-        "features_ms_per_render": round(1000 * per_render, 3),
         "loudness": {
             "ours_ms": round(1000 * ours_lufs, 3),
             "baseline": {"name": "pyloudnorm " + version("pyloudnorm"), "ms": round(1000 * lib_lufs, 3)},
@@ -123,4 +154,25 @@ def run() -> dict:
                 f"{max(np.abs(a[2] - b[1]).max() for a, b in zip(ours_s, lib_s, strict=True)):.3g}"
             ),
         },
+        "true_peak": {
+            "ours_ms": round(1000 * ours_tp, 3),
+            "baseline": {"name": "numpy convolve: every sample oversampled 4x", "ms": round(1000 * full_tp, 3)},
+            "ratio": round(full_tp / ours_tp, 2),
+            "max_rel_diff": float(f"{max(abs(a / b - 1) for a, b in zip(ours_t, full_t, strict=True)):.3g}"),
+        },
     }
+
+
+def run() -> dict:
+    spec = RenderSpec()
+    voices = choose_voices(DEFAULT_PATCHES)
+    features(np.ones(spec.total_samples, dtype=np.int32), spec.sample_rate)  # numba kernels: load or compile
+    corpora = {"chorales": chorale_phrases(), "realworld": realworld_phrases()}
+    result = {"name": "features"}
+    for name, phrases in corpora.items():
+        phrases = phrases[: PHRASES[name]]
+        result[name] = _corpus(phrases, voices, spec) if phrases else {"skipped": "no real-world corpus"}
+    result["against_libraries"] = _against_libraries(
+        _mixes(corpora["chorales"][: PHRASES["chorales"]], voices, spec), spec.sample_rate
+    )
+    return result

@@ -89,6 +89,20 @@ def test_true_peak_pruning_gives_the_full_interpolations_value():
         assert F.true_peak(x, float(np.abs(x).max())) == pytest.approx(full, rel=1e-12)
 
 
+@pytest.mark.parametrize("n", [1, 5, 11, 12, 30, 48, 49, 97, 1000, SPEC.total_samples])
+def test_true_peak_of_loud_noise_is_that_of_every_sample_oversampled(n):
+    # full-scale noise defeats the bounds (every block is near the peak) and is loud up to both
+    # ends: the brute-force reading interpolates every output i in [0, n) from x[i - 5 : i + 7]
+    pcm = np.random.default_rng(n).integers(-32768, 32768, n).astype(np.int32)
+    pcm[[0, -1]] = 32767, -32768
+    x = pcm / 32768.0
+    phases = F.true_peak_filter()
+    oversampled = [np.convolve(x, phase[::-1])[6 : n + 6] for phase in phases]
+    expected = max(float(np.abs(np.concatenate(oversampled)).max()), float(np.abs(x).max()))
+    assert F.true_peak(pcm, float(np.abs(x).max()), F.SCALE) == pytest.approx(expected, rel=1e-12)
+    assert F.features(pcm, SR).true_peak_dbtp == pytest.approx(20 * math.log10(expected), abs=1e-9)
+
+
 def test_zero_crossings_and_centroid_of_tones_are_hand_worked():
     # tones on FFT bins, unquantised: each Hann frame's spectrum is exactly three bins, 1/2, 1, 1/2
     bin_hz = SR / F.N_FFT

@@ -110,7 +110,9 @@ def k_weighting(sample_rate: int) -> np.ndarray:
     w0 = 2 * math.pi * 38.0 / sample_rate  # high-pass, Q = 0.5
     alpha, cos = math.sin(w0) / (2 * 0.5), math.cos(w0)
     high = [(1 + cos) / 2, -(1 + cos), (1 + cos) / 2, 1 + alpha, -2 * cos, 1 - alpha]
-    return np.array([[b0 / a0, b1 / a0, b2 / a0, a1 / a0, a2 / a0] for b0, b1, b2, a0, a1, a2 in (shelf, high)])
+    sos = np.array([[b0 / a0, b1 / a0, b2 / a0, a1 / a0, a2 / a0] for b0, b1, b2, a0, a1, a2 in (shelf, high)])
+    assert sos[1, 1] == -2 * sos[1, 0] and sos[1, 2] == sos[1, 0]  # _k_squares relies on it
+    return sos
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
@@ -121,7 +123,7 @@ def _k_squares(pcm: np.ndarray, scale: float, sos: np.ndarray, step: int) -> tup
     the transposed form, whose chain is two). One flat loop: a nested one per block is 4x slower."""
     subs = np.zeros(len(pcm) // step)
     b0, b1, b2, a1, a2 = sos[0, 0] * scale, sos[0, 1] * scale, sos[0, 2] * scale, sos[0, 3], sos[0, 4]
-    c0, c1, c2, d1, d2 = sos[1, 0], sos[1, 1], sos[1, 2], sos[1, 3], sos[1, 4]
+    c0, d1, d2 = sos[1, 0], sos[1, 3], sos[1, 4]  # the high-pass's numerator is c0 (1, -2, 1)
     x1 = x2 = y1 = y2 = k1 = k2 = acc = 0.0
     block = count = crossings = 0
     negative = pcm[0] < 0 if len(pcm) else False
@@ -129,7 +131,7 @@ def _k_squares(pcm: np.ndarray, scale: float, sos: np.ndarray, step: int) -> tup
         v = pcm[i]
         x = float(v)
         y = (b0 * x + b1 * x1 + b2 * x2 - a2 * y2) - a1 * y1
-        k = (c0 * y + c1 * y1 + c2 * y2 - d2 * k2) - d1 * k1
+        k = (c0 * ((y + y2) - (y1 + y1)) - d2 * k2) - d1 * k1
         x2, x1, y2, y1, k2, k1 = x1, x, y1, y, k1, k
         acc += k * k
         now = v < 0
@@ -148,20 +150,23 @@ def _k_squares(pcm: np.ndarray, scale: float, sos: np.ndarray, step: int) -> tup
     return subs, crossings
 
 
-def gated_loudness(subs: np.ndarray, step: int) -> float | None:
+@njit(cache=True, nogil=True)
+def gated_loudness(subs: np.ndarray, step: int) -> float:
     """Integrated loudness from sums of squares per 100 ms (``step`` samples): 400 ms blocks
-    every 100 ms, absolute then relative gate. None when no block passes the absolute gate."""
-    if len(subs) < 4:
-        return None
-    blocks = (subs[:-3] + subs[1:-2] + subs[2:-1] + subs[3:]) / (4 * step)
-    with np.errstate(divide="ignore"):
-        loud = -0.691 + 10 * np.log10(blocks)
-    kept = blocks[loud > -70.0]
-    if not len(kept):
-        return None
-    relative = -0.691 + 10 * math.log10(kept.mean()) - 10.0
-    kept = blocks[(loud > -70.0) & (loud > relative)]
-    return -0.691 + 10 * math.log10(kept.mean())
+    every 100 ms, absolute then relative gate. NaN when no block passes the absolute gate."""
+    blocks = (subs[:-3] + subs[1:-2] + subs[2:-1] + subs[3:]) / (4 * step) if len(subs) >= 4 else subs[:0]
+    relative = -np.inf
+    for _ in range(2):  # the absolute gate, then also the relative one
+        total, kept = 0.0, 0
+        for power in blocks:
+            loud = -0.691 + 10 * math.log10(power) if power > 0 else -np.inf
+            if loud > -70.0 and loud > relative:
+                total += power
+                kept += 1
+        if not kept:
+            return np.nan
+        relative = -0.691 + 10 * math.log10(total / kept) - 10.0
+    return relative + 10.0
 
 
 # --- true peak ---
@@ -347,12 +352,13 @@ def spectra(pcm: np.ndarray, scale: float = 1.0) -> np.ndarray:
 
 @njit(cache=True, nogil=True, fastmath=True)
 def _spectral(
-    spectrum: np.ndarray, weights: np.ndarray, spans: np.ndarray, top_db: float, onset_relative: float, onset_min: float
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """One pass over the frames' spectra: the magnitude summed over frames per bin, the mean
-    over frames of each mel band in dB (``top_db`` below the loudest), and the onset count
-    (peaks of the mean rise of the dB bands frame to frame, from the floor before the first).
-    Sums in any order (fastmath): the readings move by rounding only."""
+    spectrum: np.ndarray, bin_hz: float, weights: np.ndarray, spans: np.ndarray, dct: np.ndarray, top_db: float
+) -> tuple[float, float, np.ndarray, int]:
+    """One pass over the frames' spectra: centroid and bandwidth of the magnitude summed over
+    frames, the mean of the frames' MFCCs (the DCT of the mean dB mel bands, ``top_db`` below
+    the loudest: the DCT is linear), and the onset count (peaks of the mean rise of the dB
+    bands frame to frame, from the floor before the first). Sums in any order (fastmath):
+    the readings move by rounding only."""
     frames, bins = spectrum.shape
     n_mels = weights.shape[0]
     magnitude = np.zeros(bins)
@@ -387,13 +393,24 @@ def _spectral(
         flux[f] = rise / n_mels
     top = flux.max() if frames else 0.0
     count = 0
-    if top >= onset_min:
-        threshold = max(onset_min, onset_relative * top)
+    if top >= ONSET_MIN_DB:
+        threshold = max(ONSET_MIN_DB, ONSET_RELATIVE * top)
         for f in range(frames):
             before = flux[f - 1] if f else 0.0
             after = flux[f + 1] if f + 1 < frames else 0.0
             count += flux[f] > before and flux[f] >= after and flux[f] >= threshold
-    return magnitude, mean, count
+    total = centroid = spread = 0.0
+    for b in range(bins):
+        total += magnitude[b]
+        centroid += b * bin_hz * magnitude[b]
+    centroid = centroid / total if total > 0 else 0.0
+    for b in range(bins):
+        spread += (b * bin_hz - centroid) ** 2 * magnitude[b]
+    mfcc = np.zeros(dct.shape[0])
+    for c in range(dct.shape[0]):
+        for m in range(n_mels):
+            mfcc[c] += dct[c, m] * mean[m]
+    return centroid, math.sqrt(spread / total) if total > 0 else 0.0, mfcc, count
 
 
 # --- f0 ---
@@ -439,21 +456,13 @@ def loudness(pcm: np.ndarray, sample_rate: int, scale: float = 1.0) -> tuple[flo
     """Integrated loudness (LUFS, None for silence) of ``pcm`` × ``scale``, and its sign changes."""
     step = round(0.1 * sample_rate)
     subs, crossings = _k_squares(pcm, scale, k_weighting(sample_rate), step)
-    return gated_loudness(subs, step), crossings
+    lufs = gated_loudness(subs, step)
+    return None if math.isnan(lufs) else lufs, crossings
 
 
 def spectral(pcm: np.ndarray, sample_rate: int, scale: float = 1.0) -> tuple[float, float, np.ndarray, int]:
-    """Centroid, bandwidth (Hz), MFCC means and onset count of ``pcm`` × ``scale``. The mean
-    of the frames' MFCCs is the DCT of their mean dB mel bands (the DCT is linear)."""
-    weights, spans = mel_bands(sample_rate)
-    magnitude, mean_mel, onset_count = _spectral(
-        spectra(pcm, scale), weights, spans, TOP_DB, ONSET_RELATIVE, ONSET_MIN_DB
-    )
-    freqs = np.linspace(0, sample_rate / 2, len(magnitude))
-    total = magnitude.sum()
-    centroid = float(freqs @ magnitude / total) if total > 0 else 0.0
-    bandwidth = float(np.sqrt(((freqs - centroid) ** 2) @ magnitude / total)) if total > 0 else 0.0
-    return centroid, bandwidth, dct_matrix() @ mean_mel, onset_count
+    """Centroid, bandwidth (Hz), MFCC means and onset count of ``pcm`` × ``scale``."""
+    return _spectral(spectra(pcm, scale), sample_rate / N_FFT, *mel_bands(sample_rate), dct_matrix(), TOP_DB)
 
 
 def features(
