@@ -28,10 +28,12 @@ from dx7lake.config import DEFAULT_PATCHES
 from dx7lake.gold import render
 from dx7lake.gold.engine import RenderSpec
 from dx7lake.gold.features import (
+    F0_OFFSET_S,
     N_FFT,
     N_MELS,
     N_MFCC,
     SCALE,
+    YIN_WINDOW,
     features,
     loudness,
     spectral,
@@ -91,7 +93,8 @@ def _corpus(phrases, voices, spec) -> dict:
             rates[with_features] = max(rates[with_features], _rate(phrases, voices, spec, with_features))
     sr, per_beat = spec.sample_rate, spec.samples_per_beat
     mixes = _mixes(phrases, voices, spec)
-    single = [(pcm, notes) for pcm, _, notes in mixes if len(notes) == 1]
+    onsets = [(pcm, round(notes[0][0] * per_beat + F0_OFFSET_S * sr)) for pcm, _, notes in mixes if len(notes) == 1]
+    single = [pcm[onset : onset + 2 * YIN_WINDOW] for pcm, onset in onsets]  # YIN's window, as features cuts it
 
     def ms(fn, items) -> float:
         return round(1000 * _best(fn, items)[0], 3)
@@ -105,7 +108,7 @@ def _corpus(phrases, voices, spec) -> dict:
             "loudness_and_zcr": ms(lambda m: loudness(m[0], sr, SCALE), mixes),
             "true_peak": ms(lambda m: true_peak(m[0], m[1], SCALE), mixes),
             "spectral": ms(lambda m: spectral(m[0], sr, SCALE), mixes),
-            "f0_single_notes": ms(lambda m: yin(m[0][m[0].nonzero()[0][0] :] * SCALE, sr), single) if single else None,
+            "f0_single_notes": ms(lambda w: yin(w * SCALE, sr), single) if single else None,
         },
     }
 
