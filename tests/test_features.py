@@ -100,6 +100,7 @@ def test_true_peak_of_loud_noise_is_that_of_every_sample_oversampled(n):
     oversampled = [np.convolve(x, phase[::-1])[6 : n + 6] for phase in phases]
     expected = max(float(np.abs(np.concatenate(oversampled)).max()), float(np.abs(x).max()))
     assert F.true_peak(pcm, float(np.abs(x).max()), F.SCALE) == pytest.approx(expected, rel=1e-12)
+    assert F.true_peak(pcm.astype(np.int16), float(np.abs(x).max()), F.SCALE) == pytest.approx(expected, rel=1e-12)
     assert F.features(pcm, SR).true_peak_dbtp == pytest.approx(20 * math.log10(expected), abs=1e-9)
 
 

@@ -274,9 +274,15 @@ def _true_peak(
     return best * scale
 
 
+def samples(pcm: np.ndarray) -> np.ndarray:
+    """``pcm`` as the kernels take it: integers at least 32 bits wide (|-32768| overflows int16)."""
+    pcm = np.asarray(pcm)
+    return pcm.astype(np.int32) if pcm.dtype.kind in "iu" and pcm.dtype.itemsize < 4 else pcm
+
+
 def true_peak(pcm: np.ndarray, sample_peak: float, scale: float = 1.0) -> float:
     """The true peak (full scale 1.0) of ``pcm`` × ``scale``, whose sample peak is ``sample_peak``."""
-    return _true_peak(pcm, scale, *true_peak_kernel(), sample_peak) if sample_peak > 0 else 0.0
+    return _true_peak(samples(pcm), scale, *true_peak_kernel(), sample_peak) if sample_peak > 0 else 0.0
 
 
 # --- spectrum ---
@@ -480,7 +486,7 @@ def features(
     """The features of one render's samples (16-bit values, full scale 32,768) and its notes
     (``(start beats, duration, velocity, pitch)``; f0 only for one note). ``sample_peak``
     (full scale 1.0), when the caller knows it, saves a pass over the samples."""
-    pcm = np.asarray(pcm)
+    pcm = samples(pcm)
     lufs, crossings = loudness(pcm, sample_rate, SCALE)
     if sample_peak is None:
         sample_peak = float(np.abs(pcm).max()) * SCALE if len(pcm) else 0.0
