@@ -373,20 +373,29 @@ def _spectral(
     frames, bins = spectrum.shape
     n_mels = weights.shape[0]
     magnitude = np.zeros(bins)
-    power = np.empty(bins)
-    log_mel = np.empty((frames, n_mels))
-    for f in range(frames):
-        for b in range(bins):
-            re, im = spectrum[f, b].real, spectrum[f, b].imag
-            power[b] = re * re + im * im
-            magnitude[b] += math.sqrt(power[b])
+    power = np.zeros((4, bins))  # four frames at a time: four independent sums per band (one waits on itself)
+    log_mel = np.empty((frames + 3, n_mels))
+    for first in range(0, frames, 4):
+        for g in range(min(4, frames - first)):
+            for b in range(bins):
+                re, im = spectrum[first + g, b].real, spectrum[first + g, b].imag
+                power[g, b] = re * re + im * im
+                magnitude[b] += math.sqrt(power[g, b])
+        for g in range(frames - first, 4):
+            power[g] = 0.0
         for m in range(n_mels):  # power @ weights.T over each band's span (BLAS would start its threads)
-            acc = 0.0
+            acc0 = acc1 = acc2 = acc3 = 0.0
             for b in range(spans[m, 0], spans[m, 1]):
-                acc += power[b] * weights[m, b]
-            log_mel[f, m] = max(acc, 1e-10)
-        for m in range(n_mels):
-            log_mel[f, m] = 10.0 * math.log10(log_mel[f, m])
+                w = weights[m, b]
+                acc0 += power[0, b] * w
+                acc1 += power[1, b] * w
+                acc2 += power[2, b] * w
+                acc3 += power[3, b] * w
+            log_mel[first, m] = 10.0 * math.log10(max(acc0, 1e-10))
+            log_mel[first + 1, m] = 10.0 * math.log10(max(acc1, 1e-10))
+            log_mel[first + 2, m] = 10.0 * math.log10(max(acc2, 1e-10))
+            log_mel[first + 3, m] = 10.0 * math.log10(max(acc3, 1e-10))
+    log_mel = log_mel[:frames]
     floor = log_mel.max() - top_db
     mean = np.zeros(n_mels)
     flux = np.zeros(frames)
