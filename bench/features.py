@@ -4,9 +4,9 @@ our numpy/numba code against the libraries that compute the same readings.
 Render rate with and without features, per corpus (the chorale phrases, and the real-world
 sample of ``bench.render`` when present): a fresh renderer (cold memo, as ``render``'s row)
 renders the phrases for the demo voices through ``PhraseRenderer.render`` (FLAC, sha256,
-manifest row), once as it is and once with the features call replaced by one that computes
-nothing, in interleaved rounds (best of each: the machine may be shared), per CPU second of
-this process. ``features_ms`` splits one render's features into their parts on that
+manifest row), as it is and with the features call replaced by one that computes nothing,
+the two taking turns render by render (best of three rounds: the machine may be shared),
+per CPU second of this process. ``features_ms`` splits one render's features into their parts on that
 corpus's mastered renders. The library rows time integrated loudness against pyloudnorm,
 the spectral features (MFCCs, centroid) against librosa and the true peak against a 4x
 oversampling of every sample (numpy's convolution), on the same renders, with the largest
@@ -16,7 +16,6 @@ disagreement of each.
 from __future__ import annotations
 
 import time
-from contextlib import ExitStack
 from importlib.metadata import version
 from unittest import mock
 
@@ -56,16 +55,24 @@ class _NoFeatures:
         return {}
 
 
-def _rate(phrases, voices, spec, with_features: bool) -> float:
-    renderer = PhraseRenderer(spec)
-    with ExitStack() as stack:
-        if not with_features:
-            stack.enter_context(mock.patch.object(render, "features", lambda *args: _NoFeatures()))
-        started = time.process_time()
-        for voice in voices:
-            for content_hash, notes in phrases:
-                renderer.render(voice, content_hash, notes)
-        return len(phrases) * len(voices) / (time.process_time() - started)
+def _rates(phrases, voices, spec, variants: dict) -> dict[str, float]:
+    """Renders per CPU second of each variant of ``features`` (name -> function), each with its
+    own fresh renderer (cold memo, as ``render``'s row), taking turns render by render (the
+    machine may be shared: a slow spell falls on all of them alike), best of ROUNDS."""
+    best = dict.fromkeys(variants, 0.0)
+    for _ in range(ROUNDS):
+        renderers = {name: PhraseRenderer(spec) for name in variants}
+        spent = dict.fromkeys(variants, 0.0)
+        turns = [(v, p) for v in voices for p in phrases]
+        for i, (voice, (content_hash, notes)) in enumerate(turns):
+            for name in [*variants][i % len(variants) :] + [*variants][: i % len(variants)]:
+                with mock.patch.object(render, "features", variants[name]):
+                    started = time.process_time()
+                    renderers[name].render(voice, content_hash, notes)
+                    spent[name] += time.process_time() - started
+        for name in variants:
+            best[name] = max(best[name], len(phrases) * len(voices) / spent[name])
+    return best
 
 
 def _best(fn, items, rounds: int = ROUNDS) -> tuple[float, list]:
@@ -87,10 +94,7 @@ def _mixes(phrases, voices, spec) -> list[tuple]:
 
 def _corpus(phrases, voices, spec) -> dict:
     """Render rate with and without features on ``phrases``, and the features' parts (ms a render)."""
-    rates: dict[bool, float] = {False: 0.0, True: 0.0}
-    for _ in range(ROUNDS):
-        for with_features in rates:
-            rates[with_features] = max(rates[with_features], _rate(phrases, voices, spec, with_features))
+    rates = _rates(phrases, voices, spec, {"without": lambda *args: _NoFeatures(), "with": features})
     sr, per_beat = spec.sample_rate, spec.samples_per_beat
     mixes = _mixes(phrases, voices, spec)
     onsets = [(pcm, round(notes[0][0] * per_beat + F0_OFFSET_S * sr)) for pcm, _, notes in mixes if len(notes) == 1]
@@ -101,8 +105,11 @@ def _corpus(phrases, voices, spec) -> dict:
 
     return {
         "renders": len(phrases) * len(voices),
-        "render_path_per_cpu_s": {"without_features": round(rates[False], 1), "with_features": round(rates[True], 1)},
-        "render_rate_change": round(rates[True] / rates[False] - 1, 3),
+        "render_path_per_cpu_s": {
+            "without_features": round(rates["without"], 1),
+            "with_features": round(rates["with"], 1),
+        },
+        "render_rate_change": round(rates["with"] / rates["without"] - 1, 3),
         "features_ms": {
             "all": ms(lambda m: features(m[0], sr, m[2], per_beat, m[1]), mixes),
             "loudness_and_zcr": ms(lambda m: loudness(m[0], sr, SCALE), mixes),
