@@ -6,10 +6,12 @@ numpy's FFT, because the render path is fast (~1.9 ms a render) and the librarie
 compute them are not: ``make bench`` (``features`` row) times this module against
 pyloudnorm (integrated loudness, ~12x slower), librosa (STFT, MFCCs, centroid, ~30x) and a
 4x oversampling of every sample (true peak, ~25x) on the same renders, and the tests check
-the readings against them. The features cost about 0.5 ms a render (of which FFT ~0.15,
-the pass after it ~0.1, loudness ~0.13, true peak ~0.07, and YIN ~0.2 for a one-note phrase
-only): the render rate drops ~21% on the chorales and ~9% on the real-world sample (whose
-denser phrases take longer to render); the ``features`` row measures both. These are the
+the readings against them. The features cost about 0.5 ms a render measured alone (FFT
+~0.15, the pass after it ~0.07, loudness ~0.13, true peak ~0.07-0.09, and YIN ~0.2 for a
+one-note phrase only) and ~0.75 ms inside the render path (caches shared with the engine
+and FLAC): the render rate drops ~27% on the chorales and ~10% on the real-world sample
+(whose denser phrases take longer to render), against 44% and 17% for the first version;
+the ``features`` row measures both. These are the
 readings of the first version to the last rounding digit (~1e-12): old manifests stay valid.
 
 - ``lufs``: integrated loudness by ITU-R BS.1770-4: K-weighting (the RBJ shelf at 1,500 Hz,
