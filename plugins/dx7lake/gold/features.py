@@ -10,9 +10,9 @@ the readings against them. The features cost about 0.5 ms a render measured alon
 ~0.15, the pass after it ~0.07, loudness ~0.13, true peak ~0.07-0.09, and YIN ~0.2 for a
 one-note phrase only) and ~0.75 ms inside the render path (caches shared with the engine
 and FLAC): the render rate drops ~27% on the chorales and ~10% on the real-world sample
-(whose denser phrases take longer to render), against 44% and 17% for the first version;
-the ``features`` row measures both. These are the
-readings of the first version to the last rounding digit (~1e-12): old manifests stay valid.
+(whose denser phrases take longer to render; the ``features`` row measures both), against
+44% and 17% for the first version of this module. The readings are that version's to the
+last rounding digit (~1e-12): old manifests stay valid.
 
 - ``lufs``: integrated loudness by ITU-R BS.1770-4: K-weighting (the RBJ shelf at 1,500 Hz,
   +4 dB, and high-pass at 38 Hz, designed for the render's sample rate, as pyloudnorm
