@@ -69,7 +69,8 @@ def timeout(stage: str):
             items={"type": "string", "enum": PROFILES},
             minItems=1,
             uniqueItems=True,
-            description=f"render profiles, from {SETTINGS.profiles.name}; each is rendered beside those in the lake",
+            description=f"render profiles from {SETTINGS.profiles.name}, rendered beside those in the lake;"
+            " bpm, sample_rate, transpose and velocity_scale, when set, change each of them (ad-hoc profiles)",
         ),
         "bpm": Param(None, type=["null", "number"], minimum=20, maximum=400, description="ad-hoc profile: tempo"),
         "sample_rate": Param(

@@ -68,11 +68,10 @@ def test_the_shipped_profiles_file_names_the_default_and_its_variations():
     assert [n for n, _ in profiles.resolve(None)] == ["default"]
 
 
-def test_overrides_make_one_ad_hoc_profile_of_the_first_picked_and_repeats_are_dropped():
+def test_overrides_change_every_picked_profile_and_repeats_are_dropped():
     chosen = profiles.resolve("up12,default", {"bpm": 90, "sample_rate": None})
-    assert [name for name, _ in chosen] == ["up12", "default", "up12+bpm=90"]
-    assert chosen[2][1] == RenderSpec(transpose=12, bpm=90.0)
-    assert [n for n, _ in profiles.resolve(["default"], {"bpm": 120})] == ["default"]  # the same profile twice
+    assert chosen == [("up12+bpm=90", RenderSpec(transpose=12, bpm=90.0)), ("default+bpm=90", RenderSpec(bpm=90.0))]
+    assert [n for n, _ in profiles.resolve(["default", "slow90"], {"bpm": 90})] == ["default+bpm=90"]  # one profile
 
 
 @pytest.mark.parametrize(

@@ -15,9 +15,9 @@ of that text, UTF-8 encoded (tests/test_profiles.py works one out by hand).
 
 Named profiles live in a YAML file (``Settings.profiles``, by default the ``profiles.yml``
 shipped beside this module): ``profiles: {name: {field: value, ...}}``, each field over the
-defaults of ``RenderSpec``. A run picks names and may add ad-hoc ``OVERRIDES`` (bpm,
-sample rate, transpose, velocity scale), which form one more profile: the first picked
-one with those settings changed.
+defaults of ``RenderSpec``. A run picks names and may give ad-hoc ``OVERRIDES`` (bpm,
+sample rate, transpose, velocity scale): each picked profile with those settings changed
+is then an ad-hoc profile (named e.g. ``default+bpm=90``), rendered instead of it.
 """
 
 from __future__ import annotations
@@ -217,8 +217,8 @@ def resolve(
     effects: str = "",
     vst3_path: str | None = None,
 ) -> list[tuple[str, RenderSpec]]:
-    """(name, profile) of each picked name (``default`` when none), plus, when ``overrides``
-    holds any of ``OVERRIDES``, the ad-hoc profile they make of the first picked one. A
+    """(name, profile) of each picked name (``default`` when none), each changed by the
+    ``OVERRIDES`` given in ``overrides`` (an ad-hoc profile per picked one). A
     non-empty ``effects`` (DX7LAKE_EFFECTS) replaces every profile's chain; with
     ``vst3_path`` (DX7LAKE_DEXED_VST3) the engine is the Dexed VST3, versioned by its file name."""
     if isinstance(names, str):
@@ -236,14 +236,11 @@ def resolve(
         except (TypeError, ProfileError) as err:
             raise ProfileError(f"{path}: {err}") from None
 
-    chosen = [(name, spec(defined[name])) for name in names]
     given = {k: v for k, v in (overrides or {}).items() if v is not None and v != ""}
     if unknown := sorted(set(given) - set(OVERRIDES)):
         raise ProfileError(f"unknown profile override(s) {unknown}: a run may override {list(OVERRIDES)}")
-    if given:
-        base = names[0]
-        label = base + "+" + ",".join(f"{k}={_number(float(v))}" for k, v in sorted(given.items()))
-        chosen.append((label, spec({**defined[base], **given})))
+    suffix = "+" + ",".join(f"{k}={_number(float(v))}" for k, v in sorted(given.items())) if given else ""
+    chosen = [(name + suffix, spec({**defined[name], **given})) for name in names]
     unique: dict[str, tuple[str, RenderSpec]] = {}
     for name, profile in chosen:
         unique.setdefault(profile.profile_id, (name, profile))
