@@ -413,6 +413,28 @@ def test_two_profiles_render_into_one_lake_with_disjoint_keys_and_both_validate(
     assert names[PID] == "default" and names[slow] == "slow90"
 
 
+def test_the_browser_shows_each_profile_under_its_url_and_old_urls_show_the_default(run):
+    """With the previous test's second profile: its pages play its own audio (90 BPM long, by
+    libsndfile), the picker names both profiles, and ``/phrases/<n>`` is the default's page."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from dx7lake.browser.app import create_app
+
+    slow = RenderSpec(bpm=90.0).profile_id
+    with TestClient(create_app(run)) as client:
+        for profile, seconds in ((PID, 2.5), (slow, 4 * 60 / 90 + 0.5)):
+            page = client.get(f"/profiles/{profile}/phrases/1").text
+            src = re.search(r'<audio id="player"[^>]* src="([^"]+)"', page).group(1).replace("&amp;", "&")
+            assert src.startswith(f"/profiles/{profile}/phrases/1/audio.flac?patch=")
+            audio, rate = sf.read(io.BytesIO(client.get(src).content))
+            assert len(audio) == round(seconds * rate)
+            assert ">default</a>" in page and ">slow90</a>" in page  # the picker
+        assert client.get("/phrases/1").text == client.get(f"/profiles/{PID}/phrases/1").text
+        assert client.get("/profiles/nothex/phrases/1").status_code == 400
+
+
 def test_a_legacy_lake_and_warehouse_migrate_keeping_every_render_and_validate(run, capsys):
     """The module's lake turned into the layout before profiles (test_profiles.make_legacy; a
     legacy lake held one tempo, so the previous test's slow90 renders are removed first), its
@@ -435,7 +457,7 @@ def test_a_legacy_lake_and_warehouse_migrate_keeping_every_render_and_validate(r
     before = _renders(run)
     make_legacy(lake)
     with psycopg.connect(run.pg_url) as conn:  # the warehouse as it was before profiles
-        conn.execute("alter table gold.renders drop column profile_id")
+        conn.execute("alter table gold.renders drop column profile_id cascade")  # and the analytics view on it
         conn.execute("alter table gold.renders add primary key (content_hash, patch_id)")
         conn.execute(
             "update gold.renders set key = 'gold/renders/' || note_length || '/' || patch_id || '/'"
