@@ -64,9 +64,7 @@ class ProfileError(ValueError):
 
 def _number(x: float | int) -> float | int:
     """12 significant digits; integral values as int, so 120.0 and 120 hash alike."""
-    if isinstance(x, bool):
-        return x
-    if isinstance(x, int):
+    if isinstance(x, int):  # bools too
         return x
     rounded = float(f"{x:.12g}")
     return int(rounded) if rounded.is_integer() else rounded
@@ -137,15 +135,11 @@ def check_spec(spec: RenderSpec) -> None:
         raise ProfileError("invalid render profile: " + "; ".join(problems))
 
 
-def canonical_dict(spec: RenderSpec) -> dict:
-    values = {name: getattr(spec, name) for name in CANONICAL_FIELDS}
-    values["effects"] = effects_chain(spec.effects)
-    return _normalise(values)
-
-
 def canonical(spec: RenderSpec) -> str:
     """The text the profile id hashes (see the module's doc)."""
-    return json.dumps(canonical_dict(spec), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    values = {name: getattr(spec, name) for name in CANONICAL_FIELDS}
+    values["effects"] = effects_chain(spec.effects)
+    return json.dumps(_normalise(values), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 def profile_id(spec: RenderSpec) -> str:
@@ -177,7 +171,7 @@ def _typed(values: dict) -> dict:
 
 
 def load_profiles(path: str | Path = DEFAULT_PROFILES) -> dict[str, dict]:
-    """The named profiles of a YAML file, as the settings each changes (checked by ``named``)."""
+    """The named profiles of a YAML file, as the settings each changes (checked by ``resolve``)."""
     try:
         raw = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as err:
@@ -200,7 +194,7 @@ def profile_names(path: str | Path = DEFAULT_PROFILES) -> list[str]:
     return list(load_profiles(path))
 
 
-def make_spec(settings: dict, engine: str = "dexed-py", engine_version: str | None = None) -> RenderSpec:
+def _make_spec(settings: dict, engine: str = "dexed-py", engine_version: str | None = None) -> RenderSpec:
     from .engine import RenderSpec, installed_engine_version
 
     values = _typed(settings)
@@ -232,7 +226,7 @@ def resolve(
     def spec(settings: dict) -> RenderSpec:
         settings = {**settings, **({"effects": effects} if effects else {})}
         try:
-            return make_spec(settings, engine, version)
+            return _make_spec(settings, engine, version)
         except (TypeError, ProfileError) as err:
             raise ProfileError(f"{path}: {err}") from None
 
