@@ -20,6 +20,7 @@ SCALE_SOURCE ?= ../shared/corpus/realworld
 help:
 	@echo "make setup   create $(VENV) with every dependency (from the package registries only)"
 	@echo "make demo    run the whole DAG (airflow dags test) on music21's Bach chorales; SOURCE=<dir> for yours"
+	@echo "             PROFILE=slow90,up12 / BPM=90 / SAMPLE_RATE=16000: render those profiles beside the lake's"
 	@echo "make test    run the test suite"
 	@echo "make lint    ruff check + format check"
 	@echo "make airflow airflow standalone on DX7LAKE_HOME, to trigger the DAG from the UI"
@@ -43,7 +44,8 @@ $(MANIFEST): $(VENV)/.installed $(DBT_FILES)
 	$(BIN)/dx7lake dbt-parse
 
 demo: setup
-	$(BIN)/dx7lake demo --home "$(DX7LAKE_HOME)" $(if $(PATCHES),--patches "$(PATCHES)") $(if $(SOURCE),--source "$(SOURCE)")
+	$(BIN)/dx7lake demo --home "$(DX7LAKE_HOME)" $(if $(PATCHES),--patches "$(PATCHES)") $(if $(SOURCE),--source "$(SOURCE)") \
+		$(if $(PROFILE),--profile "$(PROFILE)") $(if $(BPM),--bpm "$(BPM)") $(if $(SAMPLE_RATE),--sample-rate "$(SAMPLE_RATE)")
 
 # The whole-DAG (e2e) test files each run in a pytest process of their own: dag.test runs
 # slow down in a process that has run many before (whole runs took about 6.5, 9, 10.7 and

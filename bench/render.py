@@ -115,7 +115,7 @@ def _production(phrases, voices, spec, workers: int) -> dict:
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         shas = {}
         for voice in voices:
-            table = read_manifest(lake, voice.patch_id, 0)
+            table = read_manifest(lake, spec.profile_id, voice.patch_id, 0)
             for h, sha in zip(table["content_hash"].to_pylist(), table["sha256"].to_pylist(), strict=True):
                 shas[voice.patch_id, h] = sha
     renders = len(phrases) * len(voices)

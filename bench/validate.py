@@ -29,7 +29,7 @@ def run() -> dict:
         def renders_per_s(workers: int) -> float:
             result = Validation()
             started = time.perf_counter()
-            check_objects(lake, rows, result, workers)
+            check_objects(lake, rows, result, workers=workers)
             elapsed = time.perf_counter() - started
             if not result.passed:
                 raise AssertionError(result.failures[:3])

@@ -14,7 +14,8 @@ import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from dx7lake.config import DEFAULT_BPM, DEFAULT_PATCHES, DEFAULT_SAMPLE_RATE, EXTRACT_POOL, RENDER_POOL, load_settings
+from dx7lake.config import DEFAULT_PATCHES, EXTRACT_POOL, RENDER_POOL, load_settings
+from dx7lake.gold.profiles import DEFAULT_PROFILE, SAMPLE_RATES, profile_names
 from dx7lake.orchestration.cosmos_dbt import dbt_task_group
 
 BRONZE = Asset("dx7lake_bronze")
@@ -30,7 +31,8 @@ def _mark_run_failed(context) -> None:
     mark_run_failed(context)
 
 
-SETTINGS = load_settings()  # the dag-processor's environment: timeouts, retries, dbt project
+SETTINGS = load_settings()  # the dag-processor's environment: timeouts, retries, dbt project, profiles
+PROFILES = profile_names(SETTINGS.profiles)  # the trigger form's pick list
 
 
 def timeout(stage: str):
@@ -60,8 +62,26 @@ def timeout(stage: str):
         "source": Param(None, type=["null", "string"], description="MIDI folder or URI (default: the landing folder)"),
         "extract_shards": Param(4, type="integer", minimum=1, maximum=16, description="parallel extract shards"),
         "patches": Param(DEFAULT_PATCHES, type="string", description="voice names, patch ids, random:K[:SEED]"),
-        "bpm": Param(DEFAULT_BPM, type="number", minimum=20, maximum=400),
-        "sample_rate": Param(DEFAULT_SAMPLE_RATE, type="integer", enum=[16000, 22050, 44100, 48000]),
+        "profiles": Param(
+            [DEFAULT_PROFILE],
+            type="array",
+            examples=PROFILES,  # the form's multi-select
+            items={"type": "string", "enum": PROFILES},
+            minItems=1,
+            uniqueItems=True,
+            description=f"render profiles from {SETTINGS.profiles.name}, rendered beside those in the lake;"
+            " bpm, sample_rate, transpose and velocity_scale, when set, change each of them (ad-hoc profiles)",
+        ),
+        "bpm": Param(None, type=["null", "number"], minimum=20, maximum=400, description="ad-hoc profile: tempo"),
+        "sample_rate": Param(
+            None, type=["null", "integer"], enum=[None, *SAMPLE_RATES], description="ad-hoc profile: sample rate"
+        ),
+        "transpose": Param(
+            None, type=["null", "integer"], minimum=-48, maximum=48, description="ad-hoc profile: semitones"
+        ),
+        "velocity_scale": Param(
+            None, type=["null", "number"], exclusiveMinimum=0, maximum=4, description="ad-hoc profile: velocity ×"
+        ),
         "release": Param("", type="string", description="release name under <lake>/releases/ (empty: no release)"),
         "release_split": Param("song", type="string", enum=["song", "patch"], description="release split rule"),
     },
@@ -117,20 +137,22 @@ def dx7lake():
         from dx7lake import stages
 
         context, settings = get_current_context(), load_settings()
-        plan = stages.plan_render(settings, context["params"]["patches"])
+        params = context["params"]
+        plan = stages.plan_render(settings, params["patches"], params["profiles"], stages.overrides_of(params))
         return stages.record(settings, context["run_id"], "plan_render", plan)
 
     @task
-    def render_partitions(plan: dict) -> list[int]:
+    def render_partitions(plan: dict) -> list[list]:
+        """[profile id, partition] pairs: the render task is mapped over both."""
         return plan["partitions"]
 
     @task(pool=RENDER_POOL, execution_timeout=timeout("render"))  # processes: its share of the worker's cores
-    def render(render_p: int, patches: str, bpm: float, sample_rate: int) -> dict:
+    def render(work: list, patches: str) -> dict:
         from dx7lake import stages
 
         settings = load_settings()
-        result = stages.render_partition(settings, render_p, patches, bpm, sample_rate)
-        return stages.record_render(settings, get_current_context()["run_id"], result, bpm, sample_rate)
+        result = stages.render_partition(settings, work, patches)
+        return stages.record_render(settings, get_current_context()["run_id"], result)
 
     @task(trigger_rule="none_failed", execution_timeout=timeout("load_renders"))  # also when nothing to render
     def load_renders(_rendered: list[dict]) -> dict:
@@ -144,7 +166,15 @@ def dx7lake():
         from dx7lake import stages
 
         context, settings = get_current_context(), load_settings()
-        result = stages.run_validation(settings, context["params"]["patches"], context["run_id"], max_failures=50)
+        params = context["params"]
+        result = stages.run_validation(
+            settings,
+            params["patches"],
+            context["run_id"],
+            max_failures=50,
+            profiles=params["profiles"],
+            overrides=stages.overrides_of(params),
+        )
         return stages.record(settings, context["run_id"], "validate", result)
 
     @task(execution_timeout=timeout("analytics"))
@@ -166,7 +196,8 @@ def dx7lake():
 
     @task(outlets=[RELEASE], execution_timeout=timeout("release"))
     def release(checks: dict) -> dict:
-        """The run's voices as an immutable release, once validation passed and the card's marts exist."""
+        """The run's voices in its first profile as an immutable release, once validation passed
+        and the card's marts exist."""
         from dx7lake import stages
 
         params = get_current_context()["params"]
@@ -174,7 +205,9 @@ def dx7lake():
             raise AirflowSkipException("no release name given")
         if not checks["passed"]:
             raise AirflowSkipException("validation failed: no release")
-        return stages.release(load_settings(), params["release"], params["patches"], params["release_split"])
+        return stages.release(
+            load_settings(), params["release"], params["patches"], params["release_split"], params["profiles"][0]
+        )
 
     @task(trigger_rule="none_failed", outlets=[GOLD])
     def summary(extracted: dict, loads: list[dict], plan: dict, renders: list[dict], gold: dict, checks: dict):
@@ -203,9 +236,7 @@ def dx7lake():
     silver = dbt_task_group(SETTINGS)
     plan = plan_render()
     loaded(loads) >> silver >> plan
-    renders = render.partial(
-        patches="{{ params.patches }}", bpm="{{ params.bpm }}", sample_rate="{{ params.sample_rate }}"
-    ).expand(render_p=render_partitions(plan))
+    renders = render.partial(patches="{{ params.patches }}").expand(work=render_partitions(plan))
     gold = load_renders(renders)
     checks = validate(gold)
     marts = analytics(checks)

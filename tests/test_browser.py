@@ -13,7 +13,10 @@ from PIL import Image
 
 from dx7lake.browser.app import create_app
 from dx7lake.browser.catalog import Catalog
+from dx7lake.gold.engine import RenderSpec
 from dx7lake.lake import open_lake
+
+P = f"/profiles/{RenderSpec().profile_id}"  # the default profile: pages link within it
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +35,7 @@ def rendered_phrases(rendered_home) -> int:
 
 
 def numbers(html: str) -> list[int]:
-    return [int(n) for n in re.findall(r'<td class="num"><a href="/phrases/(\d+)', html)]
+    return [int(n) for n in re.findall(rf'<td class="num"><a href="{P}/phrases/(\d+)', html)]
 
 
 def total(html: str) -> int:
@@ -78,7 +81,7 @@ def test_index_filters(client, rendered_home):
     per_song = sum(m == midi_id for m, _, _, _ in phrases)
     assert total(client.get("/phrases", params={"song": song_of[midi_id].split("/")[-1][:6]}).text) == per_song
     by_id = client.get("/phrases", params={"song": midi_id}).text
-    assert total(by_id) == per_song and f'href="/phrases?song={midi_id}"' in by_id
+    assert total(by_id) == per_song and f'href="{P}/phrases?song={midi_id}"' in by_id
     low = sum(max(note[3] for note in notes) <= 60 for _, _, notes, _ in phrases)
     assert 0 < low < len(phrases), "the pitch filter must split this corpus to be tested"
     assert total(client.get("/phrases", params={"pitch_max": 60, "pitch_min": ""}).text) == low
@@ -123,13 +126,14 @@ def test_phrase_page_has_player_spectrogram_pianoroll_and_links(client, rendered
     page = client.get("/phrases/2")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     html = page.text
-    assert re.search(r'<audio id="player"[^>]* src="/phrases/2/audio\.flac\?patch=[0-9a-f]+"', html)
-    assert re.search(r'<img id="mel" src="/phrases/2/mel\.png\?patch=[0-9a-f]+"', html)
+    assert re.search(rf'<audio id="player"[^>]* src="{P}/phrases/2/audio\.flac\?patch=[0-9a-f]+"', html)
+    assert re.search(rf'<img id="mel" src="{P}/phrases/2/mel\.png\?patch=[0-9a-f]+"', html)
     with psycopg.connect(rendered_home.pg_url) as conn:
         n_notes = conn.execute("select n_notes from browser.phrases where n = 2").fetchone()[0]
     assert html.count('<rect class="note"') == n_notes
-    assert 'id="prev" href="/phrases/1"' in html and 'id="next" href="/phrases/3"' in html
-    assert 'id="random" href="/phrases/0"' in html
+    assert f'id="prev" href="{P}/phrases/1"' in html and f'id="next" href="{P}/phrases/3"' in html
+    assert f'id="random" href="{P}/phrases/0"' in html
+    assert client.get(f"{P}/phrases/2").text == html  # the URL from before profiles is the default profile's
     assert "epiano" in html and "bell" in html
     assert 'id="prev"' not in client.get("/phrases/1").text
 
@@ -139,7 +143,7 @@ def test_phrase_zero_redirects_to_a_random_matching_phrase(client):
     for _ in range(8):
         response = client.get("/phrases/0", params={"split": "train"}, follow_redirects=False)
         assert response.status_code == 302
-        n, query = re.fullmatch(r"/phrases/(\d+)\?(.*)", response.headers["location"]).groups()
+        n, query = re.fullmatch(rf"{P}/phrases/(\d+)\?(.*)", response.headers["location"]).groups()
         assert query == "split=train"
         assert "<dd>train</dd>" in client.get(f"/phrases/{n}").text
         seen.add(int(n))

@@ -7,6 +7,8 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
+from dx7lake.gold.engine import RenderSpec
+
 
 @pytest.fixture(scope="module")
 def airflow_api(airflow_db, rendered_home):
@@ -41,12 +43,13 @@ def test_signed_in_users_browse_under_the_plugin_prefix(airflow_api):
     page = client.get("/dx7lake/phrases/1", cookies={"_token": token})
     assert page.status_code == 200
     src = re.search(r'<audio id="player"[^>]* src="([^"]+)"', page.text).group(1).replace("&amp;", "&")
-    assert src.startswith("/dx7lake/phrases/1/audio.flac?patch=")
-    assert 'id="next" href="/dx7lake/phrases/2"' in page.text
+    profile = f"/dx7lake/profiles/{RenderSpec().profile_id}"  # the default profile: links stay within it
+    assert src.startswith(f"{profile}/phrases/1/audio.flac?patch=")
+    assert f'id="next" href="{profile}/phrases/2"' in page.text
     audio = client.get(src, headers={"Authorization": f"Bearer {token}", "Range": "bytes=0-3"})
     assert audio.status_code == 206 and audio.content == b"fLaC"
     index = client.get("/dx7lake/phrases", headers={"Authorization": f"Bearer {token}"})
-    assert index.status_code == 200 and 'href="/dx7lake/phrases/1"' in index.text
+    assert index.status_code == 200 and f'href="{profile}/phrases/1"' in index.text
 
 
 def test_plugin_adds_a_link_to_the_airflow_ui(airflow_api):

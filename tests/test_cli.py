@@ -28,6 +28,7 @@ def test_validate_exits_non_zero_and_names_failures(settings, capsys):
     import psycopg
 
     from dx7lake.cli import main
+    from dx7lake.gold.engine import RenderSpec
     from dx7lake.gold.patches import choose_voices
 
     build_silver(settings)
@@ -37,10 +38,11 @@ def test_validate_exits_non_zero_and_names_failures(settings, capsys):
     assert main(["validate", "--home", str(settings.home), "--patches", "sine"]) == 1
     lines = capsys.readouterr().out.strip().splitlines()
     patch_id = choose_voices("sine")[0].patch_id
+    profile_id = RenderSpec().profile_id  # the default profile
     with psycopg.connect(settings.pg_url) as conn:
         contents = [h for (h,) in conn.execute("select distinct content_hash from silver.phrases")]
     expected = {
-        f"FAIL gold/renders/until-silent/{patch_id}/{h[:2]}/{h}.flac: no render in gold.renders [coverage]"
+        f"FAIL gold/renders/{profile_id}/{patch_id}/{h[:2]}/{h}.flac: no render in gold.renders [coverage]"
         for h in contents
     }
     assert len(contents) > 0 and set(lines[:-1]) == expected and len(lines) - 1 == len(expected)

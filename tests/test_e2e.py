@@ -18,6 +18,7 @@ import pytest
 import soundfile as sf
 
 from conftest import REPO
+from dx7lake.gold.engine import RenderSpec
 
 
 @pytest.fixture
@@ -71,7 +72,9 @@ def test_dag_runs_end_to_end_and_reruns_idempotently(settings, airflow_db, monke
     assert (info.samplerate, info.channels, info.subtype) == (22050, 1, "PCM_16")
 
     first_stats = _run_stats(settings.pg_url)
-    render_partitions = {key.split("/")[3] for key in manifests}  # p=NNNN/part-….parquet, one part per patch
+    # gold/manifests/<profile>/<patch>/p=NNNN/part-….parquet: the default profile, one part per patch
+    assert {key.split("/")[2] for key in manifests} == {RenderSpec().profile_id}
+    render_partitions = {key.split("/")[4] for key in manifests}
     assert len(manifests) == 2 * len(render_partitions)
 
     # a second run finds everything done: same rows, no new objects

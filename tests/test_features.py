@@ -29,6 +29,7 @@ from dx7lake.quality import validate
 from dx7lake.warehouse import load, schema
 
 SPEC = RenderSpec()
+PID = SPEC.profile_id
 SR = SPEC.sample_rate
 PHRASE = [(0.0, 0.5, 100, 60), (1.0, 0.5, 90, 64), (2.0, 0.5, 80, 67), (3.0, 0.5, 80, 72)]
 
@@ -161,7 +162,7 @@ def test_features_of_a_render_equal_those_of_its_rerender_from_the_manifest(tmp_
     lake = LocalLake(str(tmp_path))
     contents = [("ab" * 16, PHRASE), ("cd" * 16, [(0.5, 1.0, 110, 62)])]
     render_partition(lake, 0, iter(contents), [voice("bell")], SPEC, workers=1)
-    rows = read_manifest(lake, voice("bell").patch_id, 0).to_pylist()
+    rows = read_manifest(lake, PID, voice("bell").patch_id, 0).to_pylist()
     assert {r["content_hash"] for r in rows} == {h for h, _ in contents}
     for row in rows:
         _, again = rerender_row(row)
@@ -173,13 +174,13 @@ def test_backfill_gives_an_old_partition_the_features_a_render_records(tmp_path)
     lake = LocalLake(str(tmp_path))
     bell = voice("bell")
     render_partition(lake, 0, iter([("ab" * 16, PHRASE), ("cd" * 16, PHRASE[:1])]), [bell], SPEC, workers=1)
-    (key,) = manifest_parts(lake, bell.patch_id, 0)
+    (key,) = manifest_parts(lake, PID, bell.patch_id, 0)
     rendered = lake.read_parquet(key)
     lake.delete(key)
     lake.put_parquet(key, rendered.drop_columns(list(F.FEATURE_COLUMNS)))  # as written before features
-    assert backfill_features(lake, bell.patch_id, 0)["backfilled"] == 2
-    assert backfill_features(lake, bell.patch_id, 0)["backfilled"] == 0  # once
-    after = read_manifest(lake, bell.patch_id, 0).sort_by("content_hash")
+    assert backfill_features(lake, PID, bell.patch_id, 0)["backfilled"] == 2
+    assert backfill_features(lake, PID, bell.patch_id, 0)["backfilled"] == 0  # once
+    after = read_manifest(lake, PID, bell.patch_id, 0).sort_by("content_hash")
     assert after.select(F.FEATURE_COLUMNS).equals(rendered.sort_by("content_hash").select(F.FEATURE_COLUMNS))
     assert after.column("sha256").equals(rendered.sort_by("content_hash").column("sha256"))
 
@@ -204,8 +205,8 @@ def test_old_parts_load_with_null_features_and_validation_flags_quiet_renders(pg
     old = [renderer.render(bell, "ee" * 16, PHRASE)[1]]
     with psycopg.connect(pg_url) as conn:
         schema.ensure_schema(conn)
-        load.load_manifest_parts(conn, [("old", bell.patch_id, 0, _part(old, False))], "r1")
-        load.load_manifest_parts(conn, [("new", bell.patch_id, 0, _part(rows, True))], "r2")
+        load.load_manifest_parts(conn, [("old", PID, bell.patch_id, 0, _part(old, False))], "r1")
+        load.load_manifest_parts(conn, [("new", PID, bell.patch_id, 0, _part(rows, True))], "r2")
         got = dict(conn.execute("select content_hash, lufs from gold.renders").fetchall())
         assert got["ee" * 16] is None and got["00" * 16] == pytest.approx(rows[0]["lufs"])
         mfcc = conn.execute("select mfcc from gold.renders where content_hash = %s", ("01" * 16,)).fetchone()[0]
@@ -225,7 +226,7 @@ def test_backfill_stage_loads_the_features_into_the_warehouse(settings):
     lake = lake_of(settings)
     bell = voice("bell")
     render_partition(lake, 3, iter([("ab" * 16, PHRASE)]), [bell], SPEC, workers=1)
-    (key,) = manifest_parts(lake, bell.patch_id, 3)
+    (key,) = manifest_parts(lake, PID, bell.patch_id, 3)
     rendered = lake.read_parquet(key)
     lake.delete(key)
     lake.put_parquet(key, rendered.drop_columns(list(F.FEATURE_COLUMNS)))

@@ -121,9 +121,7 @@ def test_every_retried_stage_run_twice_leaves_the_same_rows_and_objects(small_la
     renders = [
         twice(
             f"render[{p}]",
-            lambda p=p: stages.record_render(
-                settings, RUN, stages.render_partition(settings, p, PATCHES), 120.0, 22050
-            ),
+            lambda p=p: stages.record_render(settings, RUN, stages.render_partition(settings, p, PATCHES)),
         )
         for p in plan["partitions"]
     ]

@@ -139,8 +139,8 @@ def raw_state(settings) -> dict[str, Counter]:
     return by_file
 
 
-def gold_state(settings) -> dict[tuple[str, int], set]:
-    """Every manifest row's (key, sha256) per (patch, render partition), the union of its
+def gold_state(settings) -> dict[tuple[str, str, int], set]:
+    """Every manifest row's (key, sha256) per (profile, patch, render partition), the union of its
     parts, after checking each row's object exists with that sha256 (validate's own check)."""
     from dx7lake.quality.validate import Validation, check_objects
 

@@ -23,9 +23,13 @@ import soundfile as sf
 from PIL import Image
 
 from dx7lake.dataset import Release, ReleaseNotFound
+from dx7lake.gold.engine import RenderSpec
 from dx7lake.lake import LocalLake
 from dx7lake.release import ReleaseExists, build_release, read_release
 from dx7lake.release.examples import gold_manifests, gold_patches
+
+PID = RenderSpec().profile_id
+SCHEMA = pa.schema([("content_hash", pa.string())])
 
 SHARD = 48 << 10  # tiny shards, so every split has several
 
@@ -66,8 +70,8 @@ def test_every_example_is_its_gold_object_and_splits_follow_silver(lake, rendere
         for content_hash, midi_id in conn.execute("select content_hash, midi_id from silver.phrases"):
             songs_of[content_hash].add(midi_id)
     expected = Counter()
-    for patch_id in gold_patches(lake):
-        for h in gold_manifests(lake, patch_id).column("content_hash").to_pylist():
+    for patch_id in gold_patches(lake, PID):
+        for h in gold_manifests(lake, PID, patch_id).column("content_hash").to_pylist():
             expected[{"validate": "validation"}.get(silver[h], silver[h])] += 1
     seen, contents_of = set(), defaultdict(set)
     for split in ("train", "validation", "test"):
@@ -109,7 +113,9 @@ def test_example_metadata_midi_and_patch_params(lake, song_release):
     ons = [m for m in midi if m.type == "note_on" and m.velocity > 0]
     assert sorted((m.note, m.velocity) for m in ons) == sorted((n["pitch"], n["velocity"]) for n in ex["notes"])
     assert abs(midi.length - max(n["start"] + n["duration"] for n in ex["notes"]) * 60 / ex["bpm"]) < 0.01
-    manifest_row = next(r for r in gold_manifests(lake, ex["patch_id"]).to_pylist() if r["key"] == ex["gold_key"])
+    rows = gold_manifests(lake, PID, ex["patch_id"]).to_pylist()
+    manifest_row = next(r for r in rows if r["key"] == ex["gold_key"])
+    assert ex["profile_id"] == PID and ex["profile"] == manifest_row["profile"]
     vced = manifest_row["patch_vced"]
     params = json.loads(ex["patch_params"])
     # by the DX7 VCED layout: byte 134 is the algorithm (raw 0-31), 135 feedback, 145-154 the name
@@ -188,13 +194,14 @@ def test_patch_split_holds_whole_voices_out(lake, rendered_home):
 
 
 def test_release_reads_gold_parts_as_gold_does(rendered_home, tmp_path):
-    """A stale part of the old note-length rule (no audio behind its keys) is not released, and
-    a content a later part repeats is released with the later row."""
+    """A part of another profile (the old note-length rule; no audio behind its keys) is not
+    released, and a content a later part repeats is released with the later row."""
     root = tmp_path / "lake"
     shutil.copytree(rendered_home.lake_uri, root)
     lake = LocalLake(root)
-    patch_id = gold_patches(lake)[0]
-    folder = root / "gold" / "manifests" / patch_id
+    patch_id = gold_patches(lake, PID)[0]
+    folder = root / "gold" / "manifests" / PID / patch_id
+    other = RenderSpec(note_length="release-1s").profile_id
     first_part = sorted(folder.rglob("part-*.parquet"))[0]
     # the truth, read by pyarrow from the untouched lake (one part per partition so far)
     expected = {r["key"] for f in folder.rglob("*.parquet") for r in pq.read_table(f).to_pylist()}
@@ -202,12 +209,14 @@ def test_release_reads_gold_parts_as_gold_does(rendered_home, tmp_path):
     stale = rows.set_column(
         rows.schema.get_field_index("key"),
         "key",
-        pa.array([k.replace("/until-silent/", "/release-1s/") for k in rows.column("key").to_pylist()]),
+        pa.array([k.replace(f"/{PID}/", f"/{other}/") for k in rows.column("key").to_pylist()]),
     )
     stale = stale.set_column(
         stale.schema.get_field_index("note_length"), "note_length", pa.array(["release-1s"] * len(stale))
     )
-    pq.write_table(stale, first_part.parent / "part-00000000T000000000000Z-stale.parquet")
+    stale_folder = root / "gold" / "manifests" / other / patch_id / first_part.parent.name
+    stale_folder.mkdir(parents=True)
+    pq.write_table(stale, stale_folder / "part-00000000T000000000000Z-stale.parquet")
     later = rows.slice(0, 1)
     later = later.set_column(later.schema.get_field_index("peak"), "peak", pa.array([0.123]))
     pq.write_table(later, first_part.parent / "part-99991231T000000000000Z-later.parquet")
@@ -348,22 +357,18 @@ def test_cli_writes_a_release_of_chosen_patches(lake, rendered_home, monkeypatch
     ] == 64 << 10
 
 
-def test_patch_split_counts_only_voices_with_current_renders(tmp_path):
-    """A voice whose manifest parts all predate the note-length rule has no example, so it
-    must not take a split (with two real voices and one stale, test would hold none)."""
+def test_patch_split_counts_only_voices_with_renders(tmp_path):
+    """A voice whose manifest parts are all empty has no example, so it must not take a split
+    (with two real voices and one empty, test would hold none)."""
     from dx7lake.gold.render import part_key
-    from dx7lake.release.examples import gold_partitions, patches_with_current_rows
+    from dx7lake.release.examples import gold_partitions, patches_with_rows
 
     lake = LocalLake(str(tmp_path))
-    rows = {
-        "current": [{"content_hash": "aa" * 16, "note_length": "until-silent"}],
-        "mixed": [{"content_hash": "bb" * 16, "note_length": "release-1s"}],
-        "stale": [{"content_hash": "cc" * 16, "note_length": "release-1s"}],
-    }
+    rows = {"current": [{"content_hash": "aa" * 16}], "later": [], "empty": []}
     for patch_id, table in rows.items():
-        lake.put_parquet(part_key(patch_id, 3, [r["content_hash"] for r in table]), pa.Table.from_pylist(table))
-    later = [{"content_hash": "bd" * 16, "note_length": "until-silent"}]
-    lake.put_parquet(part_key("mixed", 5, ["bd" * 16]), pa.Table.from_pylist(later))
-    lake.put_parquet(part_key("old", 3, ["dd" * 16]), pa.Table.from_pylist([{"content_hash": "dd" * 16}]))
-    partitions = gold_partitions(lake, ["current", "mixed", "old", "stale"])
-    assert patches_with_current_rows(lake, partitions) == ["current", "mixed"]
+        hashes = [r["content_hash"] for r in table]
+        lake.put_parquet(part_key("pf", patch_id, 3, hashes), pa.Table.from_pylist(table, SCHEMA))
+    lake.put_parquet(part_key("pf", "later", 5, ["bd" * 16]), pa.Table.from_pylist([{"content_hash": "bd" * 16}]))
+    lake.put_parquet(part_key("other", "gone", 3, ["dd" * 16]), pa.Table.from_pylist([{"content_hash": "dd" * 16}]))
+    partitions = gold_partitions(lake, "pf", ["current", "later", "empty", "gone"])
+    assert patches_with_rows(lake, partitions) == ["current", "later"]

@@ -37,7 +37,8 @@ def test_phrase_is_mono_16bit_flac_of_exact_length():
     audio, _ = decode(flac)
     assert len(audio) == SPEC.total_samples == round(2.5 * 22050)
     assert row["duration_s"] == 2.5 and row["note_length"] == "until-silent"
-    assert row["key"] == f"gold/renders/until-silent/{voice('epiano').patch_id}/ab/{'ab' * 16}.flac"
+    assert row["key"] == f"gold/renders/{SPEC.profile_id}/{voice('epiano').patch_id}/ab/{'ab' * 16}.flac"
+    assert row["profile_id"] == SPEC.profile_id and json.loads(row["profile"])["bpm"] == 120
     assert row["peak"] == np.abs(audio.astype(float)).max() / 32768
     assert row["rms"] == pytest.approx(np.sqrt(np.mean((audio / 32768.0) ** 2)), rel=1e-12)
     assert len(row["patch_vced"]) == 156
@@ -120,14 +121,15 @@ def test_effects_chain_from_json_is_applied_and_recorded():
     chain = json.dumps([{"name": "Reverb", "room_size": 0.6}, {"name": "LowpassFilter", "cutoff_frequency_hz": 3000}])
     dry, _ = PhraseRenderer(SPEC).render(voice("epiano"), "de" * 16, PHRASE)
     wet, row = PhraseRenderer(RenderSpec(effects=chain)).render(voice("epiano"), "de" * 16, PHRASE)
-    assert wet != dry and row["effects"] == chain
+    assert wet != dry and json.loads(row["effects"]) == json.loads(chain)  # recorded in canonical form
     assert PhraseRenderer(RenderSpec(effects=chain)).render(voice("epiano"), "de" * 16, PHRASE)[0] == wet
     assert render_row(row) == wet
 
 
 @pytest.mark.parametrize("chain", ['[{"name": "NoSuchPlugin"}]', '{"name": "Reverb"}', "[{}]", "not json"])
 def test_a_bad_effects_chain_is_a_clear_error(chain):
-    with pytest.raises(ValueError, match="bad effects chain"):
+    """Malformed chains are refused as the profile is made; an unknown plugin when it is built."""
+    with pytest.raises(ValueError, match=r"bad effects chain|invalid render profile: effects"):
         PhraseRenderer(RenderSpec(effects=chain))
 
 

@@ -27,6 +27,7 @@ from dx7lake.gold.render import (
 from dx7lake.lake import LocalLake
 
 SPEC = RenderSpec()
+PID = SPEC.profile_id
 CONTRACT = {"content_hash", "patch_id", "key", "sha256", "bytes", "sample_rate", "duration_s", "peak", "rms", "bpm"}
 
 
@@ -51,8 +52,8 @@ def test_partition_writes_objects_and_contract_manifests_and_rerun_writes_nothin
     before = stamps(lake)
     assert sum(k.endswith(".flac") for k in before) == 40
 
-    (part,) = manifest_parts(lake, voices[0].patch_id, 3)
-    assert part.startswith(f"gold/manifests/{voices[0].patch_id}/p=0003/part-")
+    (part,) = manifest_parts(lake, PID, voices[0].patch_id, 3)
+    assert part.startswith(f"gold/manifests/{PID}/{voices[0].patch_id}/p=0003/part-")
     manifest = lake.read_parquet(part)
     assert manifest.schema.equals(MANIFEST_SCHEMA) and set(manifest.column_names) >= CONTRACT | {"notes", "patch_vced"}
     row = manifest.slice(5, 1).to_pylist()[0]
@@ -94,8 +95,8 @@ def test_a_task_killed_halfway_leaves_no_manifest_and_the_retry_reuses_its_objec
 
     retry = render_partition(lake, 1, iter(contents(60)), voices, SPEC, workers=1, batch_size=8)
     assert (retry["reused"], retry["rendered"]) == (written, 60 - written)
-    assert len(manifest_parts(lake, voices[0].patch_id, 1)) == 1
-    assert read_manifest(lake, voices[0].patch_id, 1).num_rows == 60
+    assert len(manifest_parts(lake, PID, voices[0].patch_id, 1)) == 1
+    assert read_manifest(lake, PID, voices[0].patch_id, 1).num_rows == 60
 
 
 def test_new_contents_add_a_part_of_only_the_new_rows_and_leave_the_old_part_untouched(tmp_path):
@@ -105,10 +106,10 @@ def test_new_contents_add_a_part_of_only_the_new_rows_and_leave_the_old_part_unt
     before = stamps(lake)
     more = render_partition(lake, 2, iter(contents(15)), voices, SPEC, workers=1)
     assert (more["rendered"], more["reused"], more["manifests_written"]) == (5, 10, 1)
-    _, new = manifest_parts(lake, voices[0].patch_id, 2)
+    _, new = manifest_parts(lake, PID, voices[0].patch_id, 2)
     assert {k: v for k, v in stamps(lake).items() if k in before} == before  # nothing rewritten
     assert sorted(lake.read_parquet(new).column("content_hash").to_pylist()) == [h for h, _ in contents(5, first=10)]
-    table = read_manifest(lake, voices[0].patch_id, 2)
+    table = read_manifest(lake, PID, voices[0].patch_id, 2)
     assert sorted(table.column("content_hash").to_pylist()) == [h for h, _ in contents(15)]
 
 
@@ -118,8 +119,8 @@ def test_compaction_merges_parts_and_a_reader_never_misses_a_row(tmp_path):
     for n in (4, 8, 12):
         render_partition(lake, 6, iter(contents(n)), voices, SPEC, workers=1)
     pid = voices[0].patch_id
-    parts = manifest_parts(lake, pid, 6)
-    rows = {r["content_hash"]: r for r in read_manifest(lake, pid, 6).to_pylist()}
+    parts = manifest_parts(lake, PID, pid, 6)
+    rows = {r["content_hash"]: r for r in read_manifest(lake, PID, pid, 6).to_pylist()}
     assert len(parts) == 3 and len(rows) == 12
 
     # a compaction killed between its merged part and the deletes: the union repeats rows, loses none
@@ -128,85 +129,93 @@ def test_compaction_merges_parts_and_a_reader_never_misses_a_row(tmp_path):
             raise KeyboardInterrupt("killed")
 
     with pytest.raises(KeyboardInterrupt):
-        compact_partition(DiesOnDelete(tmp_path), pid, 6)
-    assert len(manifest_parts(lake, pid, 6)) == 4
-    assert {r["content_hash"]: r for r in read_manifest(lake, pid, 6).to_pylist()} == rows
+        compact_partition(DiesOnDelete(tmp_path), PID, pid, 6)
+    assert len(manifest_parts(lake, PID, pid, 6)) == 4
+    assert {r["content_hash"]: r for r in read_manifest(lake, PID, pid, 6).to_pylist()} == rows
 
-    done = compact_partition(lake, pid, 6)
-    (merged,) = manifest_parts(lake, pid, 6)
+    done = compact_partition(lake, PID, pid, 6)
+    (merged,) = manifest_parts(lake, PID, pid, 6)
     assert (done["parts"], done["merged"], done["key"]) == (4, 12, merged)
     assert {r["content_hash"]: r for r in lake.read_parquet(merged).to_pylist()} == rows
     again = render_partition(lake, 6, iter(contents(12)), voices, SPEC, workers=1)
     assert (again["rendered"], again["manifests_written"]) == (0, 0)
 
 
-def test_a_gold_object_from_other_settings_is_a_conflict_not_an_overwrite(tmp_path):
+def test_other_settings_render_a_new_profile_beside_the_old_one_never_reusing_its_audio(tmp_path):
+    """Changing the tempo is another profile: new keys, new parts, the old ones untouched,
+    and each render lasts what its own tempo gives (worked by hand: 4 beats at 90 BPM plus
+    the 0.5 s tail at 22,050 Hz = 4 * 60/90 * 22050 + 11025 = 69,825 samples; at 120 BPM 55,125)."""
     lake = LocalLake(tmp_path)
     voices = choose_voices("sine")
     render_partition(lake, 0, iter(contents(4)), voices, SPEC, workers=1)
-    with pytest.raises(GoldConflict, match="rendered with"):
-        render_partition(lake, 0, iter(contents(4)), voices, RenderSpec(bpm=90.0), workers=1)
-    for key in manifest_parts(lake, voices[0].patch_id, 0):
+    before = stamps(lake)
+    slow = RenderSpec(bpm=90.0)
+    assert slow.profile_id != PID
+    again = render_partition(lake, 0, iter(contents(4)), voices, slow, workers=1)
+    assert (again["rendered"], again["reused"], again["manifests_written"]) == (4, 0, 1)
+    assert {k: v for k, v in stamps(lake).items() if k in before} == before  # nothing of the old profile rewritten
+    old = read_manifest(lake, PID, voices[0].patch_id, 0).to_pylist()
+    new = read_manifest(lake, slow.profile_id, voices[0].patch_id, 0).to_pylist()
+    assert not {r["key"] for r in old} & {r["key"] for r in new}
+    assert all(r["key"].startswith(f"gold/renders/{slow.profile_id}/") and r["bpm"] == 90.0 for r in new)
+    for rows, samples in ((old, 4 * 60 / 120 * 22050 + 11025), (new, 4 * 60 / 90 * 22050 + 11025)):
+        for row in rows:
+            audio, sr = sf.read(io.BytesIO(lake.get(row["key"])), dtype="int16")
+            assert (sr, len(audio)) == (22050, samples)
+    assert render_partition(lake, 0, iter(contents(4)), voices, slow, workers=1)["manifests_written"] == 0
+
+
+def test_an_object_that_differs_from_its_profiles_render_is_a_conflict_not_an_overwrite(tmp_path):
+    lake = LocalLake(tmp_path)
+    voices = choose_voices("sine")
+    render_partition(lake, 0, iter(contents(4)), voices, SPEC, workers=1)
+    row = read_manifest(lake, PID, voices[0].patch_id, 0).to_pylist()[0]
+    for key in manifest_parts(lake, PID, voices[0].patch_id, 0):
         lake.delete(key)
+    lake.put(row["key"], b"other audio")
     with pytest.raises(GoldConflict, match="holds a different render"):
-        render_partition(lake, 0, iter(contents(4)), voices, RenderSpec(bpm=90.0), workers=1)
+        render_partition(lake, 0, iter(contents(4)), voices, SPEC, workers=1)
 
 
 def test_pending_partitions_are_the_uncovered_ones_and_those_whose_parts_differ_from_the_ledger(tmp_path):
     lake = LocalLake(tmp_path)
     voices = choose_voices("epiano,sine")
+    slow = RenderSpec(bpm=90.0).profile_id
     render_partition(lake, 0, iter(contents(5)), voices, SPEC, workers=1)
     render_partition(lake, 1, iter(contents(5, first=100)), voices[:1], SPEC, workers=1)
-    loaded = [k for v in voices for k in manifest_parts(lake, v.patch_id)]
+    loaded = [k for v in voices for k in manifest_parts(lake, PID, v.patch_id)]
     assert len(loaded) == 3
-    assert pending_partitions(lake, voices, [], loaded) == []
-    assert pending_partitions(lake, voices, [1, 2], loaded) == [1, 2]  # silver has contents gold lacks
-    assert pending_partitions(lake, voices, [], loaded[1:]) == [0]  # a part written but never loaded
-    (p1,) = manifest_parts(lake, voices[0].patch_id, 1)
+    assert pending_partitions(lake, [PID], voices, [], loaded) == []
+    uncovered = [(PID, 1), (PID, 2), (slow, 0)]  # silver has contents gold lacks
+    assert pending_partitions(lake, [PID, slow], voices, uncovered, loaded) == sorted(uncovered)
+    assert pending_partitions(lake, [PID], voices, [], loaded[1:]) == [(PID, 0)]  # a part written but never loaded
+    (p1,) = manifest_parts(lake, PID, voices[0].patch_id, 1)
     lake.delete(p1)
-    assert pending_partitions(lake, voices, [], loaded) == [1]  # a loaded part gone from the lake
-    assert pending_partitions(lake, voices[1:], [], loaded) == []  # the ledger's other patches do not count
+    assert pending_partitions(lake, [PID], voices, [], loaded) == [(PID, 1)]  # a loaded part gone from the lake
+    assert pending_partitions(lake, [PID], voices[1:], [], loaded) == []  # the ledger's other patches do not count
+    assert pending_partitions(lake, [slow], voices, [], loaded) == []  # nor its other profiles
 
 
-def test_gold_from_the_old_note_length_rule_is_rerendered_under_new_keys_in_a_later_part(tmp_path):
-    """Gold cut 1 s after each note-off (before issue 19) is found by its recorded rule, or by
-    having none, and re-rendered beside it into a new part: the union keeps only the later,
-    current rows, never two rules in one manifest."""
+def test_the_note_length_rule_before_issue_19_is_a_profile_of_its_own_and_reproduces_its_rows(tmp_path):
+    """Gold cut 1 s after each note-off is another profile: rendered beside the current rule,
+    never mixed into its manifests, and its rows re-render from themselves."""
     import pyarrow.parquet as pq
 
     lake = LocalLake(tmp_path)
-    voices = choose_voices("bell,sine")
-    parts = {0: contents(4), 1: contents(4, first=50)}
+    voices = choose_voices("bell")
     legacy = RenderSpec(note_length="release-1s")
-    for p, items in parts.items():
-        render_partition(lake, p, iter(items), voices, legacy, workers=1)
-    old_row = read_manifest(lake, voices[0].patch_id, 0).slice(0, 1).to_pylist()[0]
+    render_partition(lake, 0, iter(contents(4)), voices, legacy, workers=1)
+    old_row = read_manifest(lake, legacy.profile_id, voices[0].patch_id, 0).slice(0, 1).to_pylist()[0]
     assert render_row(old_row) == lake.get(old_row["key"])  # the old rule still reproduces its rows
-    # a part written before the rule was recorded has no note_length column at all
-    (key,) = manifest_parts(lake, voices[1].patch_id, 1)
-    lake.put(key, _parquet(lake.read_parquet(key).drop_columns(["note_length"])))
-    assert "note_length" not in read_manifest(lake, voices[1].patch_id, 1).column_names
-
-    again = render_partition(lake, 0, iter(parts[0]), voices, SPEC, workers=1)
-    assert (again["rendered"], again["reused"], again["manifests_written"]) == (8, 0, 2)
-    table = read_manifest(lake, voices[0].patch_id, 0)
+    again = render_partition(lake, 0, iter(contents(4)), voices, SPEC, workers=1)
+    assert (again["rendered"], again["reused"], again["manifests_written"]) == (4, 0, 1)
+    table = read_manifest(lake, PID, voices[0].patch_id, 0)
     assert set(table.column("note_length").to_pylist()) == {"until-silent"} and table.num_rows == 4
-    new_row = table.to_pylist()[0]
-    assert new_row["key"].startswith("gold/renders/until-silent/") and old_row["key"].startswith(
-        "gold/renders/release-1s/"
-    )
+    new_row = next(r for r in table.to_pylist() if r["content_hash"] == old_row["content_hash"])
     assert lake.get(new_row["key"]) != lake.get(old_row["key"])  # the bell rings past the old cut
     assert render_row(new_row) == lake.get(new_row["key"])
-    newest = manifest_parts(lake, voices[0].patch_id, 0)[-1]
+    newest = manifest_parts(lake, PID, voices[0].patch_id, 0)[-1]
     assert pq.read_schema(io.BytesIO(lake.get(newest))).equals(MANIFEST_SCHEMA)
-    assert render_partition(lake, 0, iter(parts[0]), voices, SPEC, workers=1)["manifests_written"] == 0
-    # the part without the column: every content rendered afresh, for that voice only by the old rule
-    mixed = render_partition(lake, 1, iter(parts[1]), voices, SPEC, workers=1)
-    assert (mixed["rendered"], mixed["manifests_written"]) == (8, 2)
-    merged = read_manifest(lake, voices[1].patch_id, 1)
-    assert set(merged.column("note_length").to_pylist()) == {"until-silent"} and merged.num_rows == 4
-    compact_partition(lake, voices[1].patch_id, 1)
-    assert read_manifest(lake, voices[1].patch_id, 1).column("key").to_pylist() == merged.column("key").to_pylist()
 
 
 def _parquet(table) -> bytes:
@@ -277,7 +286,7 @@ def test_a_partition_renders_into_s3_through_the_task_process_client(monkeypatch
         first = render_partition(lake, 5, iter(contents(30)), voices, SPEC, workers=2, batch_size=8, pool_min_renders=0)
         assert (first["rendered"], first["manifests_written"]) == (30, 1)
         keys = [o["Key"] for o in client.list_objects_v2(Bucket="gold", Prefix="run1/gold/")["Contents"]]
-        (part,) = manifest_parts(lake, voices[0].patch_id, 5)
+        (part,) = manifest_parts(lake, PID, voices[0].patch_id, 5)
         assert len(keys) == 31 and f"run1/{part}" in keys
         row = lake.read_parquet(part).slice(0, 1).to_pylist()[0]
         flac = lake.get(row["key"])

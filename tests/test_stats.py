@@ -19,7 +19,7 @@ def _run(settings, run_id: str, passed: bool = True) -> None:
         stages.record(settings, run_id, "load", {"rows": rows, "seconds": 0.5}, p)
     stages.record(settings, run_id, "load", {"rows": 300, "seconds": 0.25}, "a")  # a retried task
     render = {"render_p": 3, "contents": 40, "rendered": 40, "reused": 0, "seconds": 5.0, "memo_hit_rate": 0.5}
-    stages.record_render(settings, run_id, render, bpm=120.0, sample_rate=22050)
+    stages.record_render(settings, run_id, {**render, "profile_id": "0123456789ab", "phrase_seconds": 2.5})
     stages.finish_run(settings, run_id, passed)
 
 
@@ -35,7 +35,7 @@ def test_stats_rows_are_written_once_per_run_and_a_rerun_adds_a_new_run(settings
         ("extract", "", 1200),
         ("load", "a", 300),
         ("load", "b", 900),
-        ("render", "3", 40),
+        ("render", "0123456789ab/3", 40),  # (profile, partition)
     ]
     assert _rows(settings, "select throughput from ops.task_stats where stage = 'load' and partition = 'a'") == [
         (1200.0,)

@@ -7,6 +7,7 @@ module; each test injects one fault into the lake or the warehouse and undoes it
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -20,6 +21,7 @@ import soundfile as sf
 from conftest import build_gold, build_silver, new_database
 from dx7lake import stages
 from dx7lake.config import Settings, load_settings
+from dx7lake.gold.engine import RenderSpec
 from dx7lake.gold.flac import FlacEncoder
 from dx7lake.gold.render import manifest_parts, part_key, part_partition
 from dx7lake.lake import Lake, open_lake
@@ -28,6 +30,7 @@ from dx7lake.quality.validate import validate_run
 from dx7lake.warehouse import schema
 
 PATCHES = "sine"
+PID = RenderSpec().profile_id
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +65,7 @@ def _render_fault(
     object's sha256, as a renderer that produced the bad audio itself would have written
     them. Undone on exit."""
     lake = open_lake(settings.lake_uri)
-    manifest = manifest_parts(lake, _patch_id())[0]
+    manifest = manifest_parts(lake, PID, _patch_id())[0]
     table = lake.read_parquet(manifest)
     row = table.slice(0, 1).to_pylist()[0]
     original, fault_part = lake.get(row["key"]), None
@@ -217,19 +220,20 @@ def test_the_audit_reads_a_share_of_a_large_table_and_draws_the_seeds_rows(pg_ur
     with psycopg.connect(pg_url, autocommit=True) as conn:
         schema.ensure_schema(conn)
         conn.execute(
-            """insert into gold.renders (content_hash, patch_id, key, sha256, bytes, sample_rate, duration_s,
-                   peak, rms, bpm, notes, render_p)
-               select md5(i::text), 'v', 'k' || i, md5(i::text), 1, 22050, 2.5, 0.5, 0.1, 120, '[]', 0
+            """insert into gold.renders (profile_id, content_hash, patch_id, key, sha256, bytes, sample_rate,
+                   duration_s, peak, rms, bpm, notes, render_p)
+               select 'pf', md5(i::text), 'v', 'k' || i, md5(i::text), 1, 22050, 2.5, 0.5, 0.1, 120, '[]', 0
                from generate_series(1, 20000) as i"""
         )
         conn.execute("analyze gold.renders")
         plan = conn.execute("explain select * from gold.renders tablesample system (1)").fetchall()
         assert "Sample Scan" in plan[0][0]
         exclude = {"k1", "k2"}
-        drawn = [_audit_sample(conn, ["v"], exclude, 50, seed="run-a") for _ in range(2)]
+        drawn = [_audit_sample(conn, ["pf"], ["v"], exclude, 50, seed="run-a") for _ in range(2)]
         keys = [r["key"] for r in drawn[0]]
         assert len(set(keys)) == 50 and not set(keys) & exclude and drawn[0] == drawn[1]
-        assert [r["key"] for r in _audit_sample(conn, ["v"], exclude, 50, seed="run-b")] != keys
+        assert [r["key"] for r in _audit_sample(conn, ["pf"], ["v"], exclude, 50, seed="run-b")] != keys
+        assert _audit_sample(conn, ["other"], ["v"], exclude, 50, seed="run-a") == []  # another profile's renders
         # a full sort by the same hash would give the table's first 50: the audit read a share of it
         first = conn.execute(
             "select key from gold.renders where not key = any(%s) order by md5(key || 'run-a') limit 50",
@@ -245,7 +249,7 @@ def test_recorded_run_feeds_every_dashboard_card(run):
 
     stages.start_run(run, "cards", {"patches": PATCHES})
     first = stages.plan_render(run)["partitions"][0]
-    stages.record_render(run, "cards", stages.render_partition(run, first, PATCHES), 120.0, 22050)
+    stages.record_render(run, "cards", stages.render_partition(run, first, PATCHES))
     stages.record(run, "cards", "validate", stages.run_validation(run, PATCHES, "cards"))
     stages.finish_run(run, "cards", True)
     with psycopg.connect(run.pg_url) as conn:
@@ -274,7 +278,7 @@ def test_load_renders_loads_only_new_parts_and_compaction_keeps_every_row(run):
     lake = open_lake(run.lake_uri)
     before = renders()
     assert stages.load_renders(run, "again")["parts_loaded"] == 0
-    whole = manifest_parts(lake, _patch_id())[0]
+    whole = manifest_parts(lake, PID, _patch_id())[0]
     table = lake.read_parquet(whole)
     half = table.num_rows // 2
     for piece in (table.slice(0, half), table.slice(half)):  # as two runs would have written it
@@ -303,7 +307,7 @@ def test_stereo_wrong_rate_nan_levels_and_a_stale_sha_each_print_their_fail_line
     from dx7lake.cli import main
 
     lake = open_lake(run.lake_uri)
-    manifests = manifest_parts(lake, _patch_id())
+    manifests = manifest_parts(lake, PID, _patch_id())
     rows = [(m, r) for m in manifests for r in lake.read_parquet(m).select(["key", "sample_rate"]).to_pylist()]
     (stereo_m, stereo), (rate_m, rate), (nan_m, nan), (_, stale) = rows[0], rows[1], rows[2], rows[3]
     saved = {r["key"]: lake.get(r["key"]) for r in (stereo, rate)}
@@ -355,22 +359,123 @@ def test_stereo_wrong_rate_nan_levels_and_a_stale_sha_each_print_their_fail_line
     assert not _failures(run)
 
 
-@pytest.mark.parametrize("rule", ["release-1s", None])
-def test_a_render_by_another_note_length_rule_is_not_current(run, rule):
-    """gold.renders holds the latest part's row; when that row is of another note-length rule
-    (or of none recorded), planning renders its partition again and coverage names its key."""
+def test_a_render_the_warehouse_lacks_is_planned_and_named_by_coverage(run):
+    """gold.renders without one render of the run's profile: planning renders its partition
+    again (in that profile) and coverage names its key."""
     with psycopg.connect(run.pg_url) as conn:
         content_hash, key, render_p = conn.execute(
             "select content_hash, key, render_p from gold.renders order by key limit 1"
         ).fetchone()
-        conn.execute("update gold.renders set note_length = %s where key = %s", (rule, key))
+        conn.execute("delete from gold.renders where key = %s", (key,))
     try:
-        assert stages.plan_render(run, PATCHES)["partitions"] == [render_p]
+        assert stages.plan_render(run, PATCHES)["partitions"] == [[PID, render_p]]
         coverage = validate_run(run, [_patch_id()], dbt_tests=False, audit=0).checks["coverage"]
         assert [f["key"] for f in coverage.failures] == [
-            f"gold/renders/until-silent/{_patch_id()}/{content_hash[:2]}/{content_hash}.flac"
+            f"gold/renders/{PID}/{_patch_id()}/{content_hash[:2]}/{content_hash}.flac"
         ]
+        assert key == coverage.failures[0]["key"]
     finally:
-        with psycopg.connect(run.pg_url) as conn:
-            conn.execute("update gold.renders set note_length = 'until-silent' where key = %s", (key,))
+        stages.load_renders(run, reload=True)
     assert stages.plan_render(run, PATCHES)["partitions"] == []
+
+
+def _renders(run: Settings) -> dict[str, set]:
+    with psycopg.connect(run.pg_url) as conn:
+        rows = conn.execute("select profile_id, content_hash, patch_id, key, sha256, duration_s from gold.renders")
+        out: dict[str, set] = {}
+        for profile_id, *rest in rows.fetchall():
+            out.setdefault(profile_id, set()).add(tuple(rest))
+    return out
+
+
+def test_two_profiles_render_into_one_lake_with_disjoint_keys_and_both_validate(run):
+    """slow90 (the shipped profile at 90 BPM) beside the default: new keys, its own durations
+    (4 beats at 90 BPM plus the 0.5 s tail = 3.1667 s, by hand), the default's renders
+    untouched; both profiles validate in full (dbt's tests on gold included), and a rerun
+    of either plans nothing."""
+    slow = RenderSpec(bpm=90.0).profile_id
+    before = _renders(run)
+    plan = stages.plan_render(run, PATCHES, ["slow90"])
+    assert plan["profiles"] == [slow] and plan["partitions"] and {p[0] for p in plan["partitions"]} == {slow}
+    for work in plan["partitions"]:
+        stages.render_partition(run, work, PATCHES)
+    stages.load_renders(run, "slow90")
+    after = _renders(run)
+    assert after[PID] == before[PID] and len(after[slow]) == len(before[PID])
+    assert not {r[2] for r in after[PID]} & {r[2] for r in after[slow]}
+    assert {round(r[4], 4) for r in after[slow]} == {round(4 * 60 / 90 + 0.5, 4)}
+    assert {round(r[4], 4) for r in after[PID]} == {2.5}
+    result = stages.run_validation(run, PATCHES, "two-profiles", full=True, profiles=["default", "slow90"])
+    assert result["passed"] and result["new_renders"] == 2 * len(before[PID]), result["failures"][:3]
+    assert stages.plan_render(run, PATCHES, ["default", "slow90"])["partitions"] == []
+    with psycopg.connect(run.pg_url) as conn:
+        names = dict(conn.execute("select profile_id, name from gold.profiles").fetchall())
+    assert names[PID] == "default" and names[slow] == "slow90"
+
+
+def test_the_browser_shows_each_profile_under_its_url_and_old_urls_show_the_default(run):
+    """With the previous test's second profile: its pages play its own audio (90 BPM long, by
+    libsndfile), the picker names both profiles, and ``/phrases/<n>`` is the default's page."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from dx7lake.browser.app import create_app
+
+    slow = RenderSpec(bpm=90.0).profile_id
+    with TestClient(create_app(run)) as client:
+        for profile, seconds in ((PID, 2.5), (slow, 4 * 60 / 90 + 0.5)):
+            page = client.get(f"/profiles/{profile}/phrases/1").text
+            src = re.search(r'<audio id="player"[^>]* src="([^"]+)"', page).group(1).replace("&amp;", "&")
+            assert src.startswith(f"/profiles/{profile}/phrases/1/audio.flac?patch=")
+            audio, rate = sf.read(io.BytesIO(client.get(src).content))
+            assert len(audio) == round(seconds * rate)
+            assert ">default</a>" in page and ">slow90</a>" in page  # the picker
+        assert client.get("/phrases/1").text == client.get(f"/profiles/{PID}/phrases/1").text
+        assert client.get("/profiles/nothex/phrases/1").status_code == 400
+
+
+def test_a_legacy_lake_and_warehouse_migrate_keeping_every_render_and_validate(run, capsys):
+    """The module's lake turned into the layout before profiles (test_profiles.make_legacy; a
+    legacy lake held one tempo, so the previous test's slow90 renders are removed first), its
+    warehouse into the schema before them (one row per content and patch, no profile):
+    validation names the legacy parts; `dx7lake migrate-profiles` brings back every render
+    under its profile, the warehouse's schema migrates, and validation passes in full."""
+    from test_profiles import make_legacy
+
+    from dx7lake.cli import main
+
+    lake = open_lake(run.lake_uri)
+    slow = RenderSpec(bpm=90.0).profile_id
+    assert set(_renders(run)) == {PID, slow}  # the previous test's second profile is in the lake too
+    for part in manifest_parts(lake, slow):
+        for key in lake.read_parquet(part, ["key"]).column("key").to_pylist():
+            lake.delete(key)
+        lake.delete(part)
+    with psycopg.connect(run.pg_url) as conn:
+        conn.execute("delete from gold.renders where profile_id = %s", (slow,))
+    before = _renders(run)
+    make_legacy(lake)
+    with psycopg.connect(run.pg_url) as conn:  # the warehouse as it was before profiles
+        conn.execute("alter table gold.renders drop column profile_id cascade")  # and the analytics view on it
+        conn.execute("alter table gold.renders add primary key (content_hash, patch_id)")
+        conn.execute(
+            "update gold.renders set key = 'gold/renders/' || note_length || '/' || patch_id || '/'"
+            " || left(content_hash, 2) || '/' || content_hash || '.flac'"
+        )
+        conn.execute("delete from gold.manifest_parts")
+        conn.execute("alter table gold.manifest_parts drop column profile_id")
+        conn.execute("drop table gold.profiles")
+    failures = validate_run(run, [_patch_id()], dbt_tests=False, full=True).failures
+    assert failures and all("migrate-profiles" in f["reason"] for f in failures if f["check"] == "gold_load")
+    capsys.readouterr()
+    assert main(["migrate-profiles", "--home", str(run.home)]) == 0
+    moved = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (moved["legacy_rows_dropped"], moved["renders"]) == (len(before[PID]), len(before[PID]))
+    assert moved["profiles"] == [PID] and _renders(run) == before  # every render, key, sha256 and duration
+    result = stages.run_validation(run, PATCHES, "migrated", full=True)
+    assert result["passed"], result["failures"][:3]
+    assert stages.plan_render(run, PATCHES)["partitions"] == []
+    assert main(["migrate-profiles", "--home", str(run.home)]) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (again["legacy_parts"], again["legacy_rows_dropped"], again["renders"]) == (0, 0, moved["renders"])

@@ -17,7 +17,14 @@ import time
 import warnings
 from pathlib import Path
 
-from .config import DEFAULT_BPM, DEFAULT_PATCHES, DEFAULT_SAMPLE_RATE, Settings, load_settings, parse_demo_limit
+from .config import DEFAULT_PATCHES, Settings, load_settings, parse_demo_limit
+
+OVERRIDE_OPTIONS = (  # ad-hoc render profile settings (dx7lake.gold.profiles.OVERRIDES)
+    ("bpm", float, "tempo"),
+    ("sample_rate", int, "sample rate (16000, 22050, 44100, 48000)"),
+    ("transpose", int, "semitones added to every pitch"),
+    ("velocity_scale", float, "every velocity times this"),
+)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -82,23 +89,46 @@ def cmd_dbt(args) -> int:
     return 0
 
 
+def _profiles(args: argparse.Namespace) -> list[str] | None:
+    """The ``--profile`` names given (each may be comma-separated), None for the default."""
+    names = [n.strip() for given in args.profile or [] for n in given.split(",") if n.strip()]
+    return names or None
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    return {name: getattr(args, name) for name, _, _ in OVERRIDE_OPTIONS if getattr(args, name, None) is not None}
+
+
 def cmd_render(args) -> int:
     from . import stages
 
     settings = _settings(args)
-    plan = stages.plan_render(settings, args.patches)
-    results = [
-        stages.render_partition(settings, p, args.patches, args.bpm, args.sample_rate) for p in plan["partitions"]
-    ]
+    plan = stages.plan_render(settings, args.patches, _profiles(args), _overrides(args))
+    results = [stages.render_partition(settings, work, args.patches) for work in plan["partitions"]]
     gold = stages.load_renders(settings, f"cli-{int(time.time())}")
-    _print({"partitions": len(results), "rendered": sum(r["rendered"] for r in results), **gold})
+    _print(
+        {
+            "profiles": plan["profiles"],
+            "partitions": len(results),
+            "rendered": sum(r["rendered"] for r in results),
+            **gold,
+        }
+    )
     return 0
 
 
 def cmd_validate(args) -> int:
     from . import stages
 
-    result = stages.run_validation(_settings(args), args.patches, args.run_id, audit=args.audit, full=args.full)
+    result = stages.run_validation(
+        _settings(args),
+        args.patches,
+        args.run_id,
+        audit=args.audit,
+        full=args.full,
+        profiles=_profiles(args),
+        overrides=_overrides(args),
+    )
     for failure in result["failures"]:
         print(f"FAIL {failure['key']}: {failure['reason']} [{failure['check']}]")
     _print(
@@ -111,14 +141,21 @@ def cmd_validate(args) -> int:
 def cmd_compact(args) -> int:
     from . import stages
 
-    _print(stages.compact(_settings(args), args.patches, args.min_parts))
+    _print(stages.compact(_settings(args), args.patches, args.min_parts, _profiles(args)))
     return 0
 
 
 def cmd_backfill_features(args) -> int:
     from . import stages
 
-    _print(stages.backfill_features(_settings(args), args.patches))
+    _print(stages.backfill_features(_settings(args), args.patches, _profiles(args)))
+    return 0
+
+
+def cmd_migrate_profiles(args) -> int:
+    from . import stages
+
+    _print(stages.migrate_profiles(_settings(args)))
     return 0
 
 
@@ -132,12 +169,24 @@ def _size(text: str) -> int:
 def cmd_release(args) -> int:
     from .lake import lake_of
     from .release import build_release
+    from .stages import profile_ids_of
     from .warehouse.postgres import connect
 
     settings = _settings(args)
     patches = [p for p in (args.patches or "").split(",") if p] or None
+    (profile_id,) = profile_ids_of(settings, args.profile)
     with connect(settings) as conn:
-        _print(build_release(lake_of(settings), conn, args.name, patches, args.split_by, _size(args.shard_size)))
+        _print(
+            build_release(
+                lake_of(settings),
+                conn,
+                args.name,
+                patches,
+                args.split_by,
+                _size(args.shard_size),
+                profile_id=profile_id,
+            )
+        )
     return 0
 
 
@@ -168,7 +217,7 @@ def cmd_demo(args) -> int:
         print(f"==> Airflow metadata DB in {settings.airflow_home}", flush=True)
         subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
         ensure_pools(settings, env)
-        conf = json.dumps({"patches": args.patches})
+        conf = json.dumps({"patches": args.patches, "profiles": _profiles(args) or ["default"], **_overrides(args)})
         log_path = settings.airflow_home / "dags_test.log"
         print(f"==> airflow dags test dx7lake (a real Airflow run; full log in {log_path})", flush=True)
         code = _run_logged([airflow, "dags", "test", "dx7lake", "--conf", conf], env, log_path)
@@ -293,6 +342,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(fn=fn)
         return p
 
+    def add_profiles(p: argparse.ArgumentParser, overrides: bool = True) -> None:
+        p.add_argument(
+            "--profile",
+            action="append",
+            help="render profile name(s) from DX7LAKE_PROFILES, repeatable or comma-separated (default: default)",
+        )
+        for name, kind, help_ in OVERRIDE_OPTIONS if overrides else ():
+            p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=f"ad-hoc profile: {help_}")
+
     p = add("corpus", cmd_corpus, "write the demo corpus (music21 Bach chorales) as MIDI")
     p.add_argument("--out", default=None)
     p.add_argument("--limit", default=None, help="how many chorales, or 'all' (default DEMO_LIMIT or 40)")
@@ -313,10 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = add(name, fn, help_)
         p.add_argument("--patches", default=DEFAULT_PATCHES)
-        if name == "render":
-            p.add_argument("--bpm", type=float, default=DEFAULT_BPM)
-            p.add_argument("--sample-rate", type=int, default=DEFAULT_SAMPLE_RATE)
-        else:
+        add_profiles(p)
+        if name != "render":
             p.add_argument("--run-id", default=None, help="record the results in ops.validation_* under this id")
             p.add_argument("--full", action="store_true", help="check every render, not this run's and an audit")
             p.add_argument(
@@ -325,13 +381,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("compact", cmd_compact, "gold: merge each partition's manifest parts into one")
     p.add_argument("--patches", default=None, help="only these voices (default: every patch in gold)")
     p.add_argument("--min-parts", type=int, default=2, help="compact partitions with at least this many parts")
+    add_profiles(p, overrides=False)
     p = add("backfill-features", cmd_backfill_features, "gold: audio features for renders made before them (once)")
     p.add_argument("--patches", default=None, help="only these voices (default: every patch in gold)")
+    add_profiles(p, overrides=False)
+    add(
+        "migrate-profiles",
+        cmd_migrate_profiles,
+        "gold: move a lake rendered before render profiles to their layout (once; resumable)",
+    )
     p = add("release", cmd_release, "write an immutable, sharded dataset release under <lake>/releases/NAME")
     p.add_argument("--name", required=True)
     p.add_argument("--patches", default=None, help="patch names or ids, comma-separated (default: all in gold)")
     p.add_argument("--split-by", choices=["song", "patch"], default="song")
     p.add_argument("--shard-size", default="384M", help="target shard size: bytes, or with K/M/G (default 384M)")
+    p.add_argument("--profile", default=None, help="the render profile released (default: default)")
     p = add("metabase", cmd_metabase, "dashboards as code: create or update them on Metabase (METABASE_URL)")
     p.add_argument("action", choices=["provision"])
     p.add_argument("--url", default=None, help="Metabase URL (default METABASE_URL)")
@@ -340,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default=None, help="folder of .mid files (default: the demo corpus)")
     p.add_argument("--limit", default=None)
     p.add_argument("--patches", default=DEFAULT_PATCHES)
+    add_profiles(p)
     p = add("settings", cmd_settings, "print the resolved settings as JSON (--markdown: the README's table)")
     p.add_argument("--markdown", action="store_true")
     add("airflow", cmd_airflow, "airflow standalone on this home (UI on :8080)")

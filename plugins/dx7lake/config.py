@@ -7,8 +7,9 @@ instead of writing environment variables. Everything defaults to an embedded lay
 a real service by one variable. ``VARIABLES`` lists them all: the README's settings table
 is generated from it (``dx7lake settings --markdown``) and a test keeps the two equal.
 
-Render parameters that a run chooses (voices, tempo, sample rate) are DAG params and CLI
-options; their defaults live here once (``DEFAULT_*``). ``PHRASE_BEATS`` is silver's phrase
+Render parameters that a run chooses (voices, render profiles and ad-hoc tempo, sample
+rate, transpose, velocity scale) are DAG params and CLI options; their defaults live here
+once (``DEFAULT_*``), the named profiles in the YAML file ``Settings.profiles``. ``PHRASE_BEATS`` is silver's phrase
 window as gold renders it; dbt's ``beats_per_phrase`` var must equal it (a test checks).
 """
 
@@ -25,6 +26,7 @@ DEFAULT_HOME = ".dx7lake"
 WAREHOUSE_CONN_ID = "dx7lake_warehouse"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DBT_PROJECT = REPO_ROOT / "dbt"
+DEFAULT_PROFILES = Path(__file__).resolve().parent / "gold" / "profiles.yml"  # named render profiles
 
 # What a run renders unless told otherwise (DAG params, CLI options, RenderSpec).
 DEFAULT_PATCHES = "epiano,bell"
@@ -146,6 +148,13 @@ VARIABLES: tuple[Variable, ...] = (
         "DX7LAKE_AWS_CONN_ID", "aws_conn_id", "the Airflow connection an `s3://` lake or source is reached through"
     ),
     Variable("DX7LAKE_DBT_PROJECT", "dbt_project", "the dbt project", Path, "<repo>/dbt"),
+    Variable(
+        "DX7LAKE_PROFILES",
+        "profiles",
+        "the named render profiles (YAML) runs pick from and the DAG's form lists",
+        Path,
+        "the `profiles.yml` shipped in `dx7lake/gold`",
+    ),
     Variable("DX7LAKE_MAX_FILE_BYTES", "max_file_bytes", "extract cap: a larger file is quarantined", int),
     Variable("DX7LAKE_MAX_NOTES", "max_notes", "extract cap: a file with more notes is quarantined", int),
     Variable("DX7LAKE_MAX_SECONDS", "max_seconds", "extract cap: a longer file is quarantined", float),
@@ -223,7 +232,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "DX7LAKE_EFFECTS",
         "effects",
-        'pedalboard effects after the mix, JSON: `[{"name": "Reverb", "room_size": 0.3}]`',
+        'pedalboard effects after the mix, JSON: `[{"name": "Reverb", "room_size": 0.3}]`;'
+        " replaces every run profile's chain (so it renders other profiles)",
     ),
     Variable(
         "DX7LAKE_DEXED_VST3", "dexed_vst3", "render with this Dexed `.vst3` through pedalboard instead of dexed-py"
@@ -252,6 +262,7 @@ class Settings:
     pg_url: str | None = field(default=None, repr=False)
     aws_conn_id: str = DEFAULT_AWS_CONN_ID
     dbt_project: Path = DEFAULT_DBT_PROJECT
+    profiles: Path = DEFAULT_PROFILES
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     max_notes: int = DEFAULT_MAX_NOTES
     max_seconds: float = DEFAULT_MAX_SECONDS

@@ -47,6 +47,10 @@ class Lake(ABC):
     @abstractmethod
     def delete(self, key: str) -> None: ...
 
+    def copy(self, source: str, key: str) -> None:
+        """Put the object at ``source`` under ``key`` too (S3 copies it server-side)."""
+        self.put(key, self.get(source))
+
     def put_parquet(self, key: str, table: pa.Table) -> None:
         buf = io.BytesIO()
         pq.write_table(table, buf, compression="zstd")
@@ -204,6 +208,10 @@ class S3Lake(Lake):
 
     def delete(self, key: str) -> None:
         self._call("delete_object", key, Key=self._k(key))
+
+    def copy(self, source: str, key: str) -> None:
+        """A server-side copy: the bytes do not travel through this process."""
+        self._call("copy_object", key, Key=self._k(key), CopySource={"Bucket": self.bucket, "Key": self._k(source)})
 
     def ensure_bucket(self, attempts: int = 60, wait_s: float = 2.0) -> bool:
         """Create the bucket unless it exists; True when it was created.

@@ -12,10 +12,12 @@ import time
 from collections.abc import Iterable, Sequence
 
 from . import bronze
-from .config import DEFAULT_BPM, DEFAULT_SAMPLE_RATE, Settings
+from .config import Settings
 from .gold import render
+from .gold.engine import RenderSpec
 from .gold.patches import Voice, bank_voices, choose_voices
 from .gold.pool import worker_count
+from .gold.profiles import OVERRIDES, ProfileError, canonical, resolve, spec_from_canonical
 from .lake import lake_of
 from .quality import validate
 from .warehouse import load as warehouse
@@ -85,45 +87,86 @@ def load_partition(settings: Settings, p: str, run_id: str, reload: bool = False
         return warehouse.load_new_bronze_parts(conn, lake_of(settings), p, run_id, reload)
 
 
+def profiles_of(
+    settings: Settings, profiles: Sequence[str] | str | None = None, overrides: dict | None = None
+) -> list[tuple[str, RenderSpec]]:
+    """(name, profile) of the render profiles a run picks: names from ``settings.profiles``
+    (``default`` when none) and the ad-hoc profile ``overrides`` make (``profiles.resolve``)."""
+    return resolve(profiles, overrides, settings.profiles, settings.effects, settings.dexed_vst3)
+
+
+def profile_ids_of(
+    settings: Settings, profiles: Sequence[str] | str | None, overrides: dict | None = None
+) -> list[str]:
+    return [spec.profile_id for _, spec in profiles_of(settings, profiles, overrides)]
+
+
+def overrides_of(params: dict) -> dict:
+    """The ad-hoc profile settings a run's params give (None: not given)."""
+    return {name: params.get(name) for name in OVERRIDES if params.get(name) is not None}
+
+
+def profile_spec(conn, profile_id: str) -> RenderSpec:
+    """A registered profile (``plan_render`` registers those a run picks) by its id."""
+    found = conn.execute("select canonical from gold.profiles where profile_id = %s", (profile_id,)).fetchone()
+    if found is None:
+        raise ProfileError(f"render profile {profile_id!r} is not registered in gold.profiles: plan the run first")
+    return spec_from_canonical(found[0])
+
+
 @_timed
-def plan_render(settings: Settings, patches: str | None = None) -> dict:
-    """Render partitions where silver has contents gold.renders lacks for a chosen voice, or
-    whose manifest parts differ from those loaded: one anti-join and a listing of part keys.
-    A render of another note-length rule does not cover its content (it is re-rendered)."""
+def plan_render(
+    settings: Settings,
+    patches: str | None = None,
+    profiles: Sequence[str] | str | None = None,
+    overrides: dict | None = None,
+) -> dict:
+    """(profile, partition) pairs where silver has contents gold.renders lacks for a chosen
+    voice in a chosen profile, or whose manifest parts differ from those loaded: one
+    anti-join and a listing of part keys. Registers the run's profiles in gold.profiles
+    (the render tasks read their settings there: XCom carries only their ids)."""
     voices = voices_of(settings, patches)
+    chosen = profiles_of(settings, profiles, overrides)
+    profile_ids = [spec.profile_id for _, spec in chosen]
     with connect(settings) as conn:
         schema.ensure_schema(conn)
+        with conn.transaction():
+            warehouse.register_profiles(conn, [(spec.profile_id, name, canonical(spec)) for name, spec in chosen])
         unique, total = conn.execute("select count(*), count(distinct p) from silver.phrase_contents").fetchone()
         uncovered = [
-            int(p)
-            for (p,) in conn.execute(
-                """select distinct c.p from silver.phrase_contents c
-                   cross join unnest(%s::text[]) as x(patch_id)
-                   left join gold.renders r on r.content_hash = c.content_hash and r.patch_id = x.patch_id
-                                             and r.note_length = %s
+            (profile_id, int(p))
+            for profile_id, p in conn.execute(
+                """select distinct x.profile_id, c.p from silver.phrase_contents c
+                   cross join unnest(%s::text[]) as x(profile_id)
+                   cross join unnest(%s::text[]) as v(patch_id)
+                   left join gold.renders r on r.profile_id = x.profile_id and r.content_hash = c.content_hash
+                                             and r.patch_id = v.patch_id
                    where r.key is null""",
-                ([v.patch_id for v in voices], render.UNTIL_SILENT),
+                (profile_ids, [v.patch_id for v in voices]),
             )
         ]
         loaded = warehouse.loaded_parts(conn)
-    pending = render.pending_partitions(lake_of(settings), voices, uncovered, loaded)
-    return {"partitions": pending, "unique_phrases": int(unique), "partitions_total": int(total)}
+    pending = render.pending_partitions(lake_of(settings), profile_ids, voices, uncovered, loaded)
+    return {
+        "partitions": [[profile_id, p] for profile_id, p in pending],
+        "profiles": profile_ids,
+        "unique_phrases": int(unique),
+        "partitions_total": int(total),
+    }
 
 
 @_timed
-def render_partition(
-    settings: Settings,
-    render_p: int,
-    patches: str | None,
-    bpm: float = DEFAULT_BPM,
-    sample_rate: int = DEFAULT_SAMPLE_RATE,
-) -> dict:
-    """Gold: FLACs and manifests of one render partition for the chosen voices.
+def render_partition(settings: Settings, work: Sequence, patches: str | None) -> dict:
+    """Gold: FLACs and manifests of one render partition for the chosen voices in one
+    profile: ``work`` is a (profile id, partition) pair of ``plan_render``'s (which
+    registered the profile).
 
     Contents stream from a server-side cursor, so a partition of any size is read in batches.
     """
-    spec = render.RenderSpec(sample_rate=int(sample_rate), bpm=float(bpm), effects=settings.effects)
+    profile_id, render_p = str(work[0]), int(work[1])
     voices = voices_of(settings, patches)
+    with connect(settings) as conn:
+        spec = profile_spec(conn, profile_id)
     with connect(settings) as conn, conn.transaction():
         cursor = conn.cursor(name="phrase_contents")
         cursor.itersize = 2000
@@ -131,7 +174,7 @@ def render_partition(
             "select content_hash, notes from silver.phrase_contents where p = %s order by content_hash", (render_p,)
         )
         contents = ((h, [(float(s), float(d), int(v), int(n)) for s, d, v, n in notes]) for h, notes in cursor)
-        return render.render_partition(
+        result = render.render_partition(
             lake_of(settings),
             render_p,
             contents,
@@ -140,6 +183,7 @@ def render_partition(
             workers=worker_count(settings.render_workers, settings.render_tasks_per_worker),
             vst3_path=settings.dexed_vst3,
         )
+    return {**result, "phrase_seconds": spec.total_samples / spec.sample_rate}
 
 
 @_timed
@@ -164,17 +208,28 @@ def load_renders(settings: Settings, run_id: str | None = None, reload: bool = F
     return {"renders": renders, "parts_loaded": len(todo), "rows_loaded": rows, "parts_forgotten": len(gone)}
 
 
+def _chosen_partitions(
+    settings: Settings, patches: str | None, profiles: Sequence[str] | str | None
+) -> dict[tuple[str, str, int], int]:
+    """Parts per (profile, patch, partition) of gold, for these voices and profiles (all when None)."""
+    patch_ids = {v.patch_id for v in voices_of(settings, patches)} if patches else None
+    profile_ids = set(profile_ids_of(settings, profiles)) if profiles else None
+    counts: dict[tuple[str, str, int], int] = {}
+    for key in render.manifest_parts(lake_of(settings)):
+        where = render.part_partition(key)
+        if (patch_ids is None or where[1] in patch_ids) and (profile_ids is None or where[0] in profile_ids):
+            counts[where] = counts.get(where, 0) + 1
+    return counts
+
+
 @_timed
-def compact(settings: Settings, patches: str | None = None, min_parts: int = 2) -> dict:
+def compact(
+    settings: Settings, patches: str | None = None, min_parts: int = 2, profiles: Sequence[str] | str | None = None
+) -> dict:
     """Merge the manifest parts of every partition with ``min_parts`` or more into one, then
     load the merged parts (the warehouse's rows do not change; its ledger follows the lake)."""
     lake = lake_of(settings)
-    patch_ids = {v.patch_id for v in voices_of(settings, patches)} if patches else None
-    counts: dict[tuple[str, int], int] = {}
-    for key in render.manifest_parts(lake):
-        where = render.part_partition(key)
-        if patch_ids is None or where[0] in patch_ids:
-            counts[where] = counts.get(where, 0) + 1
+    counts = _chosen_partitions(settings, patches, profiles)
     merged = [render.compact_partition(lake, *where) for where, n in sorted(counts.items()) if n >= min_parts]
     gold = load_renders(settings, run_id=f"compact-{int(time.time())}")
     return {
@@ -186,21 +241,37 @@ def compact(settings: Settings, patches: str | None = None, min_parts: int = 2) 
 
 
 @_timed
-def backfill_features(settings: Settings, patches: str | None = None) -> dict:
+def backfill_features(
+    settings: Settings, patches: str | None = None, profiles: Sequence[str] | str | None = None
+) -> dict:
     """One-time, for a lake rendered before audio features: compute them for every manifest
     row that lacks them, from its FLAC, into new parts, then load them into gold.renders."""
     lake = lake_of(settings)
-    patch_ids = {v.patch_id for v in voices_of(settings, patches)} if patches else None
-    partitions = sorted({render.part_partition(key) for key in render.manifest_parts(lake)})
-    done = [
-        render.backfill_features(lake, *where) for where in partitions if patch_ids is None or where[0] in patch_ids
-    ]
+    done = [render.backfill_features(lake, *where) for where in sorted(_chosen_partitions(settings, patches, profiles))]
     gold = load_renders(settings, run_id=f"backfill-features-{int(time.time())}")
     return {
         "partitions": len(done),
         "backfilled": sum(d["backfilled"] for d in done),
         "renders": gold["renders"],
     }
+
+
+@_timed
+def migrate_profiles(settings: Settings) -> dict:
+    """One-time, for a lake rendered before render profiles: every legacy manifest part and
+    its objects moved to the profile layout (``gold.migrate``), the moved parts loaded, and
+    the warehouse's rows of the legacy parts (profile '') dropped. Idempotent: a rerun (or a
+    run on a lake without legacy parts) moves nothing and drops nothing."""
+    from .gold.migrate import migrate_lake
+
+    moved = migrate_lake(lake_of(settings))
+    gold = load_renders(settings, run_id=f"migrate-profiles-{int(time.time())}")
+    with connect(settings) as conn:
+        with conn.transaction():
+            dropped = conn.execute("delete from gold.renders where profile_id = ''").rowcount
+            conn.execute("delete from gold.manifest_parts where profile_id = ''")
+        renders = warehouse.scalar(conn, "select count(*) from gold.renders")
+    return {**moved, "parts_loaded": gold["parts_loaded"], "legacy_rows_dropped": dropped, "renders": renders}
 
 
 @_timed
@@ -211,13 +282,16 @@ def run_validation(
     max_failures: int | None = None,
     audit: int | None = None,
     full: bool = False,
+    profiles: Sequence[str] | str | None = None,
+    overrides: dict | None = None,
 ) -> dict:
     """Every validation check, on this run's renders plus an audit of ``audit`` older ones
     (``settings.validation_audit`` when None; every render with ``full``); with a run id,
     each result is recorded in ops before the caller fails the run on it. ``max_failures``
     caps the failures returned (XCom), not those recorded."""
     patch_ids = [v.patch_id for v in voices_of(settings, patches)]
-    result = validate.validate_run(settings, patch_ids, run_id=run_id, audit=audit, full=full)
+    profile_ids = profile_ids_of(settings, profiles, overrides)
+    result = validate.validate_run(settings, patch_ids, run_id=run_id, audit=audit, full=full, profile_ids=profile_ids)
     if run_id:
         with connect(settings) as conn:
             schema.ensure_schema(conn)
@@ -235,15 +309,19 @@ def build_analytics(settings: Settings) -> dict:
 
 
 @_timed
-def release(settings: Settings, name: str, patches: str | None, split_by: str = "song") -> dict:
-    """An immutable release ``name`` of ``patches``' renders (``dx7lake release``); the DAG runs it
-    after validation passed and the analytics marts its card plots read were built. A rerun with
-    the same request finds the finished release; another request under that name refuses."""
+def release(
+    settings: Settings, name: str, patches: str | None, split_by: str = "song", profile: str | None = None
+) -> dict:
+    """An immutable release ``name`` of ``patches``' renders in one profile (the first the run
+    picks; ``default`` when None) (``dx7lake release``); the DAG runs it after validation
+    passed and the analytics marts its card plots read were built. A rerun with the same
+    request finds the finished release; another request under that name refuses."""
     from .release import build_release
 
     patch_ids = [v.patch_id for v in voices_of(settings, patches)]
+    profile_id = profile_ids_of(settings, profile)[0]
     with connect(settings) as conn:
-        return build_release(lake_of(settings), conn, name, patch_ids, split_by)
+        return build_release(lake_of(settings), conn, name, patch_ids, split_by, profile_id=profile_id)
 
 
 def provision_metabase(settings: Settings) -> dict:
@@ -267,11 +345,10 @@ def record(settings: Settings, run_id: str, stage: str, result: dict, partition:
     return result
 
 
-def record_render(settings: Settings, run_id: str, result: dict, bpm: float, sample_rate: int) -> dict:
+def record_render(settings: Settings, run_id: str, result: dict) -> dict:
     """A render partition's figures into ops.render_stats and ops.task_stats; returns ``result``."""
-    spec = render.RenderSpec(sample_rate=int(sample_rate), bpm=float(bpm))
     with connect(settings) as conn:
-        stats.record_render(conn, run_id, result, spec.total_samples / spec.sample_rate)
+        stats.record_render(conn, run_id, result, result["phrase_seconds"])
     return result
 
 

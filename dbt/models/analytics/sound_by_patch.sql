@@ -1,9 +1,11 @@
--- The sound of the dataset per voice: loudness, true peak, brightness, the tuning of
+-- The sound of the dataset per render profile and voice: loudness, true peak, brightness, the tuning of
 -- single-note renders and the near misses of the silence check (renders under the
 -- near_silent_lufs var, default -50 LUFS, or under the -70 LUFS gate). Renders whose
 -- manifest part predates the audio features (null centroid) count only in n_renders.
 select
-    patch_id,
+    renders.profile_id,
+    coalesce(max(profiles.name), renders.profile_id) as profile_name,
+    renders.patch_id,
     count(*) as n_renders,
     count(spectral_centroid_hz) as n_with_features,
     percentile_cont(0.5) within group (order by lufs) as median_lufs,
@@ -16,5 +18,6 @@ select
     count(*) filter (
         where spectral_centroid_hz is not null and (lufs is null or lufs < {{ var('near_silent_lufs', -50) }})
     ) as n_near_silent
-from {{ ref('stg_gold_renders') }}
-group by patch_id
+from {{ ref('stg_gold_renders') }} as renders
+left join {{ source('gold', 'profiles') }} as profiles using (profile_id)
+group by renders.profile_id, renders.patch_id

@@ -4,6 +4,7 @@
 {{ config(schema='staging', materialized='view') }}
 
 select
+    profile_id,  -- the render profile (plugins/dx7lake/gold/profiles.py): one row per profile, content and patch
     content_hash,
     patch_id,
     key,

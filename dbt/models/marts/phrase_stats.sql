@@ -28,7 +28,8 @@ select
     distinct_pitches,
     max_polyphony,
     round(phrases.n_notes::numeric / {{ var('beats_per_phrase') }}, 3) as notes_per_beat,
-    -- at the tempo the phrases are rendered at (var bpm)
+    -- at var bpm, the default render profile's tempo (silver is the same for every profile:
+    -- a profile at another tempo plays notes_per_beat * its bpm / 60 notes a second)
     round(phrases.n_notes::numeric * {{ var('bpm') }} / (60 * {{ var('beats_per_phrase') }}), 3) as notes_per_second,
     contents.built_at
 from {{ ref('int_phrases') }} as phrases

@@ -1,15 +1,17 @@
 """The phrase browser's FastAPI app: an index, one page per phrase, its audio and spectrogram.
 
 Routes (relative to wherever the app is mounted: ``/`` alone, ``/dx7lake`` in Airflow):
-``/phrases`` (index with paging and filters), ``/phrases/<n>`` (player, mel-spectrogram,
-piano roll, metadata, previous/next/random), ``/phrases/0`` (a random phrase),
-``/phrases/<n>/audio.flac``, ``/phrases/<n>/preview.mp3`` (``&download=1`` to save it) and
-``/phrases/<n>/mel.png`` (``?patch=<id>``), ``/stats`` (the dataset's shape, the plots of a
-release's card) and its ``/stats/<name>.png``.
+``/profiles/<id>/phrases`` (index with paging and filters), ``/profiles/<id>/phrases/<n>``
+(player, mel-spectrogram, piano roll, metadata, previous/next/random, a picker of the
+render profiles), ``.../phrases/0`` (a random phrase), ``.../phrases/<n>/audio.flac``,
+``.../phrases/<n>/preview.mp3`` (``&download=1`` to save it) and ``.../phrases/<n>/mel.png``
+(``?patch=<id>``), ``/stats`` (the dataset's shape, the plots of a release's card) and its
+``/stats/<name>.png``. Every phrase route also answers without ``/profiles/<id>`` (the URLs
+from before profiles): those show the default profile.
 
-Nothing here turns request text into a storage path: ``n`` is an integer, the patch is
-looked up among the phrase's renders in the warehouse, and the object key is read from
-the gold manifest.
+Nothing here turns request text into a storage path: ``n`` is an integer, the profile a
+12-digit hex id, the patch is looked up among the phrase's renders in the warehouse, and
+the object key is read from the gold manifest.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from .stats import stats_plots
 
 PAGE_SIZES = (25, 50, 100, 200)
 _PATCH_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
+_PROFILE_ID = re.compile(r"^[0-9a-f]{12}$")
 
 templates = Environment(loader=PackageLoader("dx7lake.browser", "templates"), autoescape=select_autoescape())
 templates.filters["note_name"] = note_name
@@ -63,8 +66,10 @@ def _float_param(request: Request, name: str, low: float, high: float) -> float 
     return float(raw)
 
 
-def filters_of(request: Request) -> Filters:
-    """The filters in the query string; bad values are a 400, empty form fields mean unset."""
+def filters_of(request: Request, profile: str) -> Filters:
+    """The filters in the query string, in ``profile``; bad values are a 400, empty form fields mean unset."""
+    if not _PROFILE_ID.match(profile):
+        raise HTTPException(400, "profile must be a render profile id (12 hex digits)")
     split = request.query_params.get("split", "").strip() or None
     if split is not None and split not in SPLITS:
         raise HTTPException(400, f"split must be one of {', '.join(SPLITS)}")
@@ -76,6 +81,7 @@ def filters_of(request: Request) -> Filters:
     if sort not in SORTS:
         raise HTTPException(400, f"sort must be one of {', '.join(SORTS)}")
     return Filters(
+        profile=profile,
         split=split,
         patch=patch,
         pitch_min=_int_param(request, "pitch_min", 0, 127),
@@ -121,7 +127,34 @@ def create_app(
     app.state.catalog = catalog
 
     def html(name: str, status: int = 200, **context) -> HTMLResponse:
+        context.setdefault("home", context.get("base", ""))  # the app's root, for links outside a profile
         return HTMLResponse(templates.get_template(name).render(**context), status_code=status)
+
+    def phrase_routes(path: str, methods: Sequence[str] = ("GET",), **options):
+        """Register a phrase route under ``/profiles/{profile}`` and, for the URLs from before
+        profiles, without it (``profile`` then is an optional query parameter: the default)."""
+
+        def register(fn):
+            app.api_route(f"/profiles/{{profile}}{path}", methods=list(methods), **options)(fn)
+            app.api_route(path, methods=list(methods), include_in_schema=False, **options)(fn)
+            return fn
+
+        return register
+
+    def scope(request: Request, profile: str | None) -> tuple[Filters, Callable[..., str]]:
+        """The request's filters and a link maker for paths within its profile."""
+        filters = filters_of(request, profile or catalog.default_profile)
+
+        def link(path: str, query: dict[str, str] | None = None) -> str:
+            return _link(request, f"/profiles/{filters.profile}{path}", query)
+
+        return filters, link
+
+    def profile_links(request: Request, filters: Filters, path: str) -> dict[str, str]:
+        """The picker: each profile with renders (by name) and this page in it."""
+        return {
+            name: _link(request, f"/profiles/{pid}{path}", filters.query()) for pid, name in catalog.profiles().items()
+        }
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -142,8 +175,8 @@ def create_app(
             message="The warehouse has no silver phrases or gold renders: run the pipeline first.",
         )
 
-    def load_phrase(n: int) -> dict:
-        phrase = catalog.phrase(n)
+    def load_phrase(n: int, profile: str) -> dict:
+        phrase = catalog.phrase(n, profile)
         if phrase is None:
             raise HTTPException(404, f"no phrase {n}")
         return phrase
@@ -158,11 +191,11 @@ def create_app(
 
     @app.get("/", include_in_schema=False)
     def root(request: Request) -> RedirectResponse:
-        return RedirectResponse(_link(request, "/phrases"))
+        return RedirectResponse(_link(request, f"/profiles/{catalog.default_profile}/phrases"))
 
-    @app.get("/phrases", response_class=HTMLResponse)
-    def index(request: Request) -> HTMLResponse:
-        filters = filters_of(request)
+    @phrase_routes("/phrases", response_class=HTMLResponse)
+    def index(request: Request, profile: str | None = None) -> HTMLResponse:
+        filters, link = scope(request, profile)
         size = _int_param(request, "size", 1, max(PAGE_SIZES)) or PAGE_SIZES[1]
         page = _int_param(request, "page", 1, 10**6) or 1
         total, rows = catalog.page(filters, (page - 1) * size, size)
@@ -170,7 +203,10 @@ def create_app(
         query = filters.query() | {"size": str(size)}
         return html(
             "index.html",
-            base=_base(request),
+            base=link(""),
+            home=_base(request),
+            profile=filters.profile,
+            profile_links=profile_links(request, filters, "/phrases"),
             rows=rows,
             total=total,
             page=page,
@@ -182,20 +218,20 @@ def create_app(
             sorts=SORTS,
             patches=catalog.patches(),
             filter_query=filters.query(),
-            prev_page=_link(request, "/phrases", query | {"page": str(page - 1)}) if page > 1 else None,
-            next_page=_link(request, "/phrases", query | {"page": str(page + 1)}) if page < pages else None,
-            random_link=_link(request, "/phrases/0", filters.query()),
+            prev_page=link("/phrases", query | {"page": str(page - 1)}) if page > 1 else None,
+            next_page=link("/phrases", query | {"page": str(page + 1)}) if page < pages else None,
+            random_link=link("/phrases/0", filters.query()),
         )
 
-    @app.get("/phrases/{n:int}", response_class=HTMLResponse)
-    def phrase_page(request: Request, n: int) -> Response:
-        filters = filters_of(request)
+    @phrase_routes("/phrases/{n:int}", response_class=HTMLResponse)
+    def phrase_page(request: Request, n: int, profile: str | None = None) -> Response:
+        filters, link = scope(request, profile)
         if n == 0:
             chosen = catalog.random(filters)
             if chosen is None:
                 raise HTTPException(404, "no phrase matches these filters")
-            return RedirectResponse(_link(request, f"/phrases/{chosen}", filters.query()), status_code=302)
-        phrase = load_phrase(n)
+            return RedirectResponse(link(f"/phrases/{chosen}", filters.query()), status_code=302)
+        phrase = load_phrase(n, filters.profile)
         names = catalog.patches()
         patch = filters.patch or min(phrase["renders"], key=lambda p: (names.get(p, p), p))
         render = load_render(phrase, patch)
@@ -204,28 +240,33 @@ def create_app(
         other = {k: v for k, v in query.items() if k != "patch"}
         return html(
             "phrase.html",
-            base=_base(request),
+            base=link(""),
+            home=_base(request),
+            profile=filters.profile,
+            profile_links=profile_links(request, filters, f"/phrases/{n}"),
             n=n,
             phrase=phrase,
             render=render,
             patch=patch,
             patch_names=names,
-            patch_links={p: _link(request, f"/phrases/{n}", other | {"patch": p}) for p in phrase["renders"]},
-            audio_src=_link(request, f"/phrases/{n}/audio.flac", {"patch": patch}),
-            mel_src=_link(request, f"/phrases/{n}/mel.png", {"patch": patch}),
-            preview_download=_link(
-                request, f"/phrases/{n}/preview.{PREVIEW_FORMAT}", {"patch": patch, "download": "1"}
-            ),
+            patch_links={p: link(f"/phrases/{n}", other | {"patch": p}) for p in phrase["renders"]},
+            audio_src=link(f"/phrases/{n}/audio.flac", {"patch": patch}),
+            mel_src=link(f"/phrases/{n}/mel.png", {"patch": patch}),
+            preview_download=link(f"/phrases/{n}/preview.{PREVIEW_FORMAT}", {"patch": patch, "download": "1"}),
             pianoroll=pianoroll_svg(render["notes"], render["duration_s"], render["bpm"]),
-            prev_link=_link(request, f"/phrases/{prev_n}", query) if prev_n else None,
-            next_link=_link(request, f"/phrases/{next_n}", query) if next_n else None,
-            random_link=_link(request, "/phrases/0", query),
-            index_link=_link(request, "/phrases", query),
+            prev_link=link(f"/phrases/{prev_n}", query) if prev_n else None,
+            next_link=link(f"/phrases/{next_n}", query) if next_n else None,
+            random_link=link("/phrases/0", query),
+            index_link=link("/phrases", query),
         )
 
-    @app.api_route("/phrases/{n:int}/audio.flac", methods=["GET", "HEAD"])
-    def audio(request: Request, n: int) -> Response:
-        render = load_render(load_phrase(n), filters_of(request).patch)
+    def requested_render(request: Request, n: int, profile: str | None) -> dict:
+        filters, _ = scope(request, profile)
+        return load_render(load_phrase(n, filters.profile), filters.patch)
+
+    @phrase_routes("/phrases/{n:int}/audio.flac", methods=("GET", "HEAD"))
+    def audio(request: Request, n: int, profile: str | None = None) -> Response:
+        render = requested_render(request, n, profile)
         data = catalog.audio(render)
         headers = {
             "Accept-Ranges": "bytes",
@@ -242,16 +283,16 @@ def create_app(
         headers["Content-Range"] = f"bytes {first}-{last}/{len(data)}"
         return Response(data[first : last + 1], status_code=206, media_type="audio/flac", headers=headers)
 
-    @app.get("/phrases/{n:int}/mel.png")
-    def mel(request: Request, n: int) -> Response:
-        render = load_render(load_phrase(n), filters_of(request).patch)
+    @phrase_routes("/phrases/{n:int}/mel.png")
+    def mel(request: Request, n: int, profile: str | None = None) -> Response:
+        render = requested_render(request, n, profile)
         png = catalog.derived("mel.png", render, spectrogram_png)
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
-    @app.get(f"/phrases/{{n:int}}/preview.{PREVIEW_FORMAT}")
-    def audio_preview(request: Request, n: int) -> Response:
+    @phrase_routes(f"/phrases/{{n:int}}/preview.{PREVIEW_FORMAT}")
+    def audio_preview(request: Request, n: int, profile: str | None = None) -> Response:
         """The render as a compressed preview: played by pages, saved with ``download=1``."""
-        render = load_render(load_phrase(n), filters_of(request).patch)
+        render = requested_render(request, n, profile)
         data = catalog.derived(PREVIEW_FORMAT, render, preview)
         headers = {"ETag": f'"{render["sha256"]}"', "Cache-Control": "private, max-age=3600"}
         if request.query_params.get("download") == "1":

@@ -8,8 +8,9 @@ contracted silver marts (``phrases``, ``phrase_stats``, ``track_summary``; see t
 ``phrase_browser`` exposure), so a page of the index never scans the notes.
 
 Audio keys come only from gold manifests read through the lake: the warehouse says which
-partition's manifest (the union of its parts) holds a (content, patch) pair, and the
-manifest row gives the object key.
+partition's manifest (the union of its parts) holds a (profile, content, patch) triple, and
+the manifest row gives the object key. Pages show one render profile at a time
+(``Filters.profile``; the default profile unless the URL names another).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from ..config import Settings
+from ..gold.engine import RenderSpec
 from ..gold.render import manifest_parts, read_manifest
 from ..lake import Lake, lake_of
 from ..warehouse.postgres import warehouse_url
@@ -70,6 +72,7 @@ PHRASE_COLUMNS = (
 class Filters:
     """The index's filters; every value is bound as a query parameter, never pasted into SQL."""
 
+    profile: str = ""  # a render profile id: the renders shown (set by the app from the URL)
     split: str | None = None
     patch: str | None = None
     pitch_min: int | None = None
@@ -83,7 +86,7 @@ class Filters:
 
     def renders(self) -> str:
         """The SQL condition on ``gold.renders g`` (joined to ``b``) of the renders that count."""
-        clauses = ["g.content_hash = b.content_hash"]
+        clauses = ["g.profile_id = %(profile)s", "g.content_hash = b.content_hash"]
         if self.patch:
             clauses.append("g.patch_id = %(patch)s")
         for column, name in (("lufs", "lufs"), ("spectral_centroid_hz", "centroid")):
@@ -107,8 +110,13 @@ class Filters:
         return " and ".join(clauses), asdict(self)
 
     def query(self) -> dict[str, str]:
-        """The filters as URL query parameters (unset ones, and the default order, left out)."""
-        return {k: str(v) for k, v in asdict(self).items() if v not in (None, "") and (k, v) != ("sort", "number")}
+        """The filters as URL query parameters (unset ones, the default order, and the profile,
+        which is part of the path, left out)."""
+        return {
+            k: str(v)
+            for k, v in asdict(self).items()
+            if v not in (None, "") and (k, v) != ("sort", "number") and k != "profile"
+        }
 
 
 class _LRU:
@@ -149,6 +157,8 @@ class Catalog:
         self._manifests = _LRU(64)
         self._objects = _LRU(32)
         self._patch_names: dict[str, str] = {}
+        self._profiles: dict[str, str] = {}
+        self.default_profile = RenderSpec().profile_id
 
     @contextmanager
     def _conn(self) -> Iterator[psycopg.Connection]:
@@ -166,13 +176,26 @@ class Catalog:
                 conn.execute(LOCK)
                 conn.execute(BROWSER_DDL)
                 added = conn.execute(NUMBER_NEW).rowcount
-                patches = [r["patch_id"] for r in conn.execute("select distinct patch_id from gold.renders")]
+                patches = conn.execute(
+                    "select patch_id, min(profile_id) as profile_id from gold.renders group by patch_id"
+                ).fetchall()
+                profiles = conn.execute(
+                    "select p.profile_id, coalesce(p.name, p.profile_id) as name from gold.profiles p"
+                    " where exists (select 1 from gold.renders g where g.profile_id = p.profile_id)"
+                    " order by p.registered_at, p.profile_id"
+                ).fetchall()
             self._numbered_at = time.monotonic()
-            self._patch_names = {p: self._patch_name(p) for p in patches}
+            self._patch_names = {r["patch_id"]: self._patch_name(r["profile_id"], r["patch_id"]) for r in patches}
+            self._profiles = {r["profile_id"]: r["name"] for r in profiles}
             return added
 
-    def _patch_name(self, patch_id: str) -> str:
-        first = next(iter(manifest_parts(self.lake, patch_id)), None)
+    def profiles(self) -> dict[str, str]:
+        """Profile id to name, for every profile with renders (the page's picker)."""
+        self.refresh()
+        return dict(self._profiles)
+
+    def _patch_name(self, profile_id: str, patch_id: str) -> str:
+        first = next(iter(manifest_parts(self.lake, profile_id, patch_id)), None)
         if first is None:
             return patch_id
         names = self.lake.read_parquet(first, ["patch_name"]).column(0).to_pylist()
@@ -190,8 +213,8 @@ class Catalog:
         with self._conn() as conn:
             total = conn.execute(f"select count(*) as c from browser.phrases b where {where}", params).fetchone()
             rows = conn.execute(
-                f"select {PHRASE_COLUMNS}, array(select g.patch_id from gold.renders g "
-                f"where g.content_hash = b.content_hash order by g.patch_id) as patches, "
+                f"select {PHRASE_COLUMNS}, array(select g.patch_id from gold.renders g where g.profile_id = "
+                "%(profile)s and g.content_hash = b.content_hash order by g.patch_id) as patches, "
                 f"(select avg(g.lufs) from gold.renders g where {filters.renders()}) as lufs, "
                 f"(select avg(g.spectral_centroid_hz) from gold.renders g where {filters.renders()}) as centroid "
                 f"from browser.phrases b where {where} order by {SORTS[filters.sort]} "
@@ -200,16 +223,17 @@ class Catalog:
             ).fetchall()
         return int(total["c"]), rows
 
-    def phrase(self, n: int) -> dict | None:
-        """Phrase ``n`` with its renders (patch id and render partition), or None."""
+    def phrase(self, n: int, profile: str) -> dict | None:
+        """Phrase ``n`` with its renders in ``profile`` (patch id and render partition), or None."""
         self.refresh()
         with self._conn() as conn:
             row = conn.execute(f"select {PHRASE_COLUMNS} from browser.phrases b where b.n = %s", (n,)).fetchone()
             if row is None:
                 return None
             renders = conn.execute(
-                "select patch_id, render_p from gold.renders where content_hash = %s order by patch_id",
-                (row["content_hash"],),
+                "select patch_id, render_p from gold.renders where profile_id = %s and content_hash = %s"
+                " order by patch_id",
+                (profile, row["content_hash"]),
             ).fetchall()
             row["duplicates"] = conn.execute(
                 "select count(*) - 1 as c from browser.phrases where content_hash = %s", (row["content_hash"],)
@@ -217,6 +241,7 @@ class Catalog:
         if not renders:
             return None
         row["renders"] = {r["patch_id"]: int(r["render_p"]) for r in renders}
+        row["profile"] = profile
         return row
 
     def neighbours(self, n: int, filters: Filters) -> tuple[int | None, int | None]:
@@ -242,7 +267,7 @@ class Catalog:
             ).fetchone()
         return None if row is None else int(row["n"])
 
-    def _manifest(self, where: tuple[str, int]) -> dict[str, list]:
+    def _manifest(self, where: tuple[str, str, int]) -> dict[str, list]:
         def read() -> dict[str, list]:
             table = read_manifest(self.lake, *where)
             return {"content_hash": []} if table is None else table.to_pydict()
@@ -254,7 +279,7 @@ class Catalog:
         render_p = phrase["renders"].get(patch_id)
         if render_p is None:
             return None
-        where = (patch_id, render_p)
+        where = (phrase["profile"], patch_id, render_p)
         columns = self._manifest(where)
         if phrase["content_hash"] not in columns["content_hash"]:  # a part added since cached: read again
             self._manifests.forget(where)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from dexed import Patch, get_carriers
@@ -44,6 +44,7 @@ from .patches import Voice
 Note = tuple[float, float, int, int]  # (start beats, duration beats, velocity, pitch)
 
 DEFAULT_MEMO_BYTES = 192 << 20  # per worker: ~1,400 distinct notes of 1.5 s at 22,050 Hz
+DEXED_PY = "dexed-py"
 UNTIL_SILENT = "until-silent"
 RELEASE_1S = "release-1s"
 NOTE_LENGTHS = (UNTIL_SILENT, RELEASE_1S)
@@ -51,9 +52,24 @@ ENGINE_BLOCK = 64  # msfa's block: a note-off lands at the end of the block it f
 MIN_SILENCE = 256  # samples of zeros after the note-off (and at least 2 carrier periods) that prove a note over
 
 
+def installed_engine_version(engine: str = DEXED_PY) -> str:
+    """The installed version of dexed-py (a render profile records it: another engine build
+    may render other audio); ``unknown`` for an engine that is not a Python package."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(engine) if engine == DEXED_PY else "unknown"
+    except PackageNotFoundError:
+        return "unknown"
+
+
 @dataclass(frozen=True)
 class RenderSpec:
-    """Everything a render depends on besides the notes and the voice (recorded per row)."""
+    """Everything a render depends on besides the notes and the voice: a render profile
+    (``profiles``), identified by ``profile_id``, a hash of its canonical form.
+
+    ``transpose`` and ``velocity_scale`` are augmentations, applied to a phrase's notes
+    before the engine (``augment``)."""
 
     sample_rate: int = DEFAULT_SAMPLE_RATE
     bpm: float = DEFAULT_BPM
@@ -63,10 +79,28 @@ class RenderSpec:
     note_length: str = UNTIL_SILENT  # how long a note is rendered: one of NOTE_LENGTHS
     flac_level: int = 0  # libFLAC compression level 0..8: 0 encodes fastest, 5 is ~25% smaller
     effects: str = ""  # JSON effects chain (see effects.py), "" for none
+    engine: str = DEXED_PY  # or "dexed-vst3" (``vst3``)
+    engine_version: str = field(default_factory=installed_engine_version)
+    transpose: int = 0  # semitones added to every pitch
+    velocity_scale: float = 1.0  # every velocity times this, rounded, within 1..127
 
     def __post_init__(self) -> None:
-        if self.note_length not in NOTE_LENGTHS:
-            raise ValueError(f"unknown note_length {self.note_length!r}: dexed-py renders {NOTE_LENGTHS}")
+        from .profiles import check_spec
+
+        check_spec(self)
+
+    @property
+    def profile_id(self) -> str:
+        from .profiles import profile_id
+
+        return profile_id(self)
+
+    def augment(self, notes: Sequence[Note]) -> list[Note]:
+        """The notes as this profile renders them: transposed, velocities scaled."""
+        if not self.transpose and self.velocity_scale == 1.0:
+            return list(notes)
+        k, scale = self.transpose, self.velocity_scale
+        return [(s, d, min(127, max(1, round(v * scale))), _fold(p + k)) for s, d, v, p in notes]
 
     @property
     def seconds_per_beat(self) -> float:
@@ -87,6 +121,15 @@ class RenderSpec:
     @property
     def fade_samples(self) -> int:
         return round(self.fade_s * self.sample_rate)
+
+
+def _fold(pitch: int) -> int:
+    """A transposed pitch outside MIDI's 0..127 moved back by octaves: it keeps its pitch class."""
+    while pitch > 127:
+        pitch -= 12
+    while pitch < 0:
+        pitch += 12
+    return pitch
 
 
 class VoiceFacts:

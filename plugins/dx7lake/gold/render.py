@@ -3,21 +3,27 @@
 A phrase is rendered by an engine (dexed-py in-process by default, see ``engine``; the
 real Dexed VST3 when ``DX7LAKE_DEXED_VST3`` is set, see ``vst3``), mastered to FLAC
 (``master``), and described by a manifest row that alone reproduces it: the aligned
-notes, the 156-byte voice, the tempo, sample rate, effects, FLAC level and encoder, and note-length rule;
-and the render's audio features (``features``), computed from the mastered samples in the worker.
+notes, the 156-byte voice, the tempo, sample rate, effects, FLAC level and encoder, and
+note-length rule, and the render profile they make (``profiles``: its id and canonical
+form); and the render's audio features (``features``), computed from the mastered samples
+in the worker. ``notes`` are silver's; the profile's augmentations (transpose, velocity
+scale) apply to them at render time, and the features (f0 against the pitch) see the
+augmented notes.
 
-Gold objects are content-addressed
-(``gold/renders/<note_length>/<patch>/<hh>/<content_hash>.flac``). Gold is append-only: a
-run that renders new contents into a partition adds one manifest part per voice
-(``gold/manifests/<patch>/p=NNNN/part-<stamp>-<digest>.parquet``) holding only the new
-rows, written after their objects, so a killed task leaves no part and a rerun with
-nothing new writes nothing. A partition's manifest is the union of its parts (a later
-part wins for a content it repeats); ``compact_partition`` merges them.
+Gold objects are content-addressed per render profile
+(``gold/renders/<profile_id>/<patch>/<hh>/<content_hash>.flac``): a profile is every
+setting that changes the audio, so another tempo, rate, effects chain or augmentation is
+another profile, rendered beside the others, never mistaken for them. Gold is append-only:
+a run that renders new contents into a partition adds one manifest part per (profile,
+voice) (``gold/manifests/<profile_id>/<patch>/p=NNNN/part-<stamp>-<digest>.parquet``)
+holding only the new rows, written after their objects, so a killed task leaves no part
+and a rerun with nothing new writes nothing. A partition's manifest is the union of its
+parts (a later part wins for a content it repeats); ``compact_partition`` merges them.
 
-Gold of another note-length rule (before issue 19 each note was cut 1 s after its
-note-off; such rows may lack the ``note_length`` column) is never reused: its contents
-count as not rendered, are rendered afresh under their own keys into a new part, and that
-later row is the one readers keep.
+Lakes rendered before profiles (``gold/renders/<note_length>/<patch>/...``, manifests
+``gold/manifests/<patch>/p=NNNN/``) are moved to this layout once by ``migrate``
+(``dx7lake migrate-profiles``); until then readers do not see their parts and validation
+names them.
 
 A partition's rendering is spread over a process pool (``pool``) in batches, with a
 bounded number in flight; the objects are stored by threads of the task process itself,
@@ -45,11 +51,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..lake import Lake
-from .engine import DEFAULT_MEMO_BYTES, RELEASE_1S, UNTIL_SILENT, DexedEngine, Note, RenderSpec
+from .engine import DEFAULT_MEMO_BYTES, DexedEngine, Note, RenderSpec
 from .features import features
 from .master import Master
 from .patches import Voice
 from .pool import ordered_map, worker_count
+from .profiles import canonical, spec_from_canonical
 from .vst3 import Vst3Engine
 
 GOLD_RENDERS = "gold/renders"
@@ -87,6 +94,8 @@ MANIFEST_SCHEMA = pa.schema(
         ("flac_level", pa.int32()),
         ("flac_encoder", pa.string()),
         ("note_length", pa.string()),
+        ("profile_id", pa.string()),  # the render profile (``profiles``): part of the key
+        ("profile", pa.string()),  # its canonical form: the row alone says how it was rendered
         # audio features (``features``): null in parts written before they existed
         ("lufs", pa.float64()),
         ("true_peak_dbtp", pa.float64()),
@@ -102,41 +111,61 @@ MANIFEST_SCHEMA = pa.schema(
 
 
 class GoldConflict(RuntimeError):
-    """A gold key already holds different audio: it was rendered with other settings."""
+    """A gold key already holds different audio than the render of its profile."""
 
 
-def render_key(patch_id: str, content_hash: str, note_length: str = UNTIL_SILENT) -> str:
-    """Renders by another note-length rule are other audio: the rule is part of the key."""
-    return f"{GOLD_RENDERS}/{note_length}/{patch_id}/{content_hash[:2]}/{content_hash}.flac"
+def render_key(profile_id: str, patch_id: str, content_hash: str) -> str:
+    """Renders of another profile are other audio: the profile is part of the key."""
+    return f"{GOLD_RENDERS}/{profile_id}/{patch_id}/{content_hash[:2]}/{content_hash}.flac"
 
 
-def manifest_prefix(patch_id: str, render_p: int) -> str:
-    """The folder of one (patch, partition)'s manifest parts."""
-    return f"{GOLD_MANIFESTS}/{patch_id}/p={render_p:04d}/"
+def manifest_prefix(profile_id: str, patch_id: str, render_p: int) -> str:
+    """The folder of one (profile, patch, partition)'s manifest parts."""
+    return f"{GOLD_MANIFESTS}/{profile_id}/{patch_id}/p={render_p:04d}/"
 
 
-def part_key(patch_id: str, render_p: int, content_hashes: Iterable[str]) -> str:
-    """A new part's key: a UTC stamp first, so parts sort in the order they were written
-    (a later part wins), then a digest of its contents, so two writers never collide."""
+def part_name(content_hashes: Iterable[str]) -> str:
+    """A new part's file name: a UTC stamp first, so parts sort in the order they were
+    written (a later part wins), then a digest of its contents, so two writers never collide."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    return f"{manifest_prefix(patch_id, render_p)}part-{stamp}-{content_fingerprint(content_hashes)[:12]}.parquet"
+    return f"part-{stamp}-{content_fingerprint(content_hashes)[:12]}.parquet"
 
 
-def part_partition(key: str) -> tuple[str, int]:
-    """(patch_id, render partition) of a manifest part's key."""
-    patch_id, folder = key.removeprefix(GOLD_MANIFESTS + "/").split("/")[:2]
-    return patch_id, int(folder.removeprefix("p="))
+def part_key(profile_id: str, patch_id: str, render_p: int, content_hashes: Iterable[str]) -> str:
+    return manifest_prefix(profile_id, patch_id, render_p) + part_name(content_hashes)
 
 
-def manifest_parts(lake: Lake, patch_id: str | None = None, render_p: int | None = None) -> list[str]:
-    """Keys of the manifest parts of gold, of one patch, or of one (patch, partition), in order."""
-    if patch_id is None:
+def part_partition(key: str) -> tuple[str, str, int]:
+    """(profile_id, patch_id, render partition) of a manifest part's key."""
+    profile_id, patch_id, folder = key.removeprefix(GOLD_MANIFESTS + "/").split("/")[:3]
+    return profile_id, patch_id, int(folder.removeprefix("p="))
+
+
+def _is_part(key: str, depth: int) -> bool:
+    """A manifest part ``depth`` folders below gold/manifests/ (3: profile, patch, p=; 2: legacy)."""
+    folders = key.removeprefix(GOLD_MANIFESTS + "/").split("/")
+    return len(folders) == depth + 1 and folders[-2].startswith("p=") and folders[-1].startswith("part-")
+
+
+def manifest_parts(
+    lake: Lake, profile_id: str | None = None, patch_id: str | None = None, render_p: int | None = None
+) -> list[str]:
+    """Keys of the manifest parts of gold, of one profile, of one (profile, patch), or of one
+    (profile, patch, partition), in order. Parts of the layout before profiles are not among them."""
+    if profile_id is None:
         prefix = GOLD_MANIFESTS + "/"
+    elif patch_id is None:
+        prefix = f"{GOLD_MANIFESTS}/{profile_id}/"
     elif render_p is None:
-        prefix = f"{GOLD_MANIFESTS}/{patch_id}/"
+        prefix = f"{GOLD_MANIFESTS}/{profile_id}/{patch_id}/"
     else:
-        prefix = manifest_prefix(patch_id, render_p)
-    return [k for k in lake.list(prefix) if k.endswith(".parquet") and "/part-" in k]
+        prefix = manifest_prefix(profile_id, patch_id, render_p)
+    return [k for k in lake.list(prefix) if k.endswith(".parquet") and _is_part(k, 3)]
+
+
+def legacy_parts(lake: Lake) -> list[str]:
+    """Manifest parts of the layout before profiles (``gold/manifests/<patch>/p=NNNN/part-*``)."""
+    return [k for k in lake.list(GOLD_MANIFESTS + "/") if k.endswith(".parquet") and _is_part(k, 2)]
 
 
 def union_of_parts(tables: Sequence[pa.Table]) -> pa.Table | None:
@@ -162,45 +191,35 @@ def read_part(lake: Lake, key: str, columns: list[str] | None = None) -> pa.Tabl
     return part.read(columns=columns)
 
 
-def read_manifest(lake: Lake, patch_id: str, render_p: int, columns: list[str] | None = None) -> pa.Table | None:
-    """One (patch, partition)'s manifest: the union of its parts (None when it has none)."""
-    keys = manifest_parts(lake, patch_id, render_p)
+def read_manifest(
+    lake: Lake, profile_id: str, patch_id: str, render_p: int, columns: list[str] | None = None
+) -> pa.Table | None:
+    """One (profile, patch, partition)'s manifest: the union of its parts (None when it has none)."""
+    keys = manifest_parts(lake, profile_id, patch_id, render_p)
     return union_of_parts([read_part(lake, k, columns) for k in keys])
 
 
-def current_manifest(lake: Lake, patch_id: str, note_length: str = UNTIL_SILENT) -> pa.Table | None:
-    """Every current manifest row of one patch: each partition's manifest (the union of its
-    parts, a later part winning per content), then only the rows of ``note_length`` (rows of
-    another rule, or from before the rule was recorded, name other audio that is no longer
-    current). None when the patch has no parts."""
+def current_manifest(lake: Lake, profile_id: str, patch_id: str) -> pa.Table | None:
+    """Every manifest row of one (profile, patch): each partition's manifest (the union of
+    its parts, a later part winning per content). None when it has no parts."""
     partitions: dict[int, list[str]] = {}
-    for key in manifest_parts(lake, patch_id):
-        partitions.setdefault(part_partition(key)[1], []).append(key)
+    for key in manifest_parts(lake, profile_id, patch_id):
+        partitions.setdefault(part_partition(key)[2], []).append(key)
     if not partitions:
         return None
-    table = pa.concat_tables(
+    return pa.concat_tables(
         [union_of_parts([read_part(lake, k) for k in keys]) for _, keys in sorted(partitions.items())],
         promote_options="default",
     )
-    return current_rows(table, note_length)
-
-
-def current_rows(table: pa.Table, note_length: str = UNTIL_SILENT) -> pa.Table:
-    """The rows of a manifest rendered by the ``note_length`` rule (none of parts that predate it)."""
-    if "note_length" not in table.column_names:  # every part predates the rule
-        return table.slice(0, 0)
-    return table.filter(pc.equal(table.column("note_length"), note_length))
 
 
 def spec_of_row(row: dict) -> RenderSpec:
-    """The spec a manifest row was rendered with (rows from before the note-length rule cut at 1 s)."""
-    return RenderSpec(
-        sample_rate=row["sample_rate"],
-        bpm=row["bpm"],
-        effects=row["effects"],
-        flac_level=row["flac_level"],
-        note_length=row.get("note_length") or RELEASE_1S,
-    )
+    """The profile a manifest row was rendered with (rows of the layout before profiles: see ``migrate``)."""
+    if row.get("profile"):
+        return spec_from_canonical(row["profile"])
+    from .migrate import legacy_spec
+
+    return legacy_spec(row)
 
 
 def content_fingerprint(content_hashes: Iterable[str]) -> str:
@@ -217,16 +236,22 @@ class PhraseRenderer:
         self.spec = spec
         self.engine = Vst3Engine(spec, vst3_path) if vst3_path else DexedEngine(spec, memoise, memo_bytes)
         self.engine_name = "dexed-vst3" if vst3_path else "dexed-py"
+        if self.engine_name != spec.engine:
+            raise ValueError(f"profile {spec.profile_id} renders with {spec.engine}, not {self.engine_name}")
         self.master = Master(spec)
+        self.profile_id = spec.profile_id
+        self.profile = canonical(spec)
 
     def render(self, voice: Voice, content_hash: str, notes: Sequence[Note]) -> tuple[bytes, dict]:
+        """The FLAC and manifest row of silver's ``notes`` as this profile renders them (augmented)."""
         spec = self.spec
-        out = self.master.master(self.engine.phrase(voice, notes))
+        heard = spec.augment(notes)
+        out = self.master.master(self.engine.phrase(voice, heard))
         row = {
             "content_hash": content_hash,
             "patch_id": voice.patch_id,
             "patch_name": voice.name,
-            "key": render_key(voice.patch_id, content_hash, spec.note_length),
+            "key": render_key(self.profile_id, voice.patch_id, content_hash),
             "sha256": hashlib.sha256(out.flac).hexdigest(),
             "bytes": len(out.flac),
             "sample_rate": spec.sample_rate,
@@ -242,7 +267,9 @@ class PhraseRenderer:
             "flac_level": spec.flac_level,
             "flac_encoder": self.master.encoder.name,
             "note_length": spec.note_length,
-            **features(out.pcm, spec.sample_rate, notes, spec.samples_per_beat, out.peak).row(),
+            "profile_id": self.profile_id,
+            "profile": self.profile,
+            **features(out.pcm, spec.sample_rate, heard, spec.samples_per_beat, out.peak).row(),
         }
         return out.flac, row
 
@@ -293,8 +320,8 @@ def _store(lake: Lake, flac: bytes, row: dict) -> bool:
         return True
     if hashlib.sha256(lake.get(row["key"])).hexdigest() != row["sha256"]:
         raise GoldConflict(
-            f"{row['key']} holds a different render: gold keys do not carry the tempo, sample rate "
-            "or effects, so render other settings into another lake"
+            f"{row['key']} holds a different render than profile {row['profile_id']} gives now: the engine "
+            "renders otherwise than it did (a changed build under the same version?); move the object aside"
         )
     return False
 
@@ -331,38 +358,31 @@ class ManifestWriter:
             self._write(pa.Table.from_pylist(self._rows, schema=MANIFEST_SCHEMA))
             self._rows = []
 
-    def publish(self, lake: Lake, patch_id: str, render_p: int) -> str:
+    def publish(self, lake: Lake, profile_id: str, patch_id: str, render_p: int) -> str:
         """Put the rows as a new part of the partition's manifest; returns its key."""
         self._flush()
         if self._writer is None:
             self._write(MANIFEST_SCHEMA.empty_table())
         self._writer.close()
         self._file.seek(0)
-        key = part_key(patch_id, render_p, self.hashes)
+        key = part_key(profile_id, patch_id, render_p, self.hashes)
         lake.put(key, self._file.read())
         return key
 
 
-SPEC_COLUMNS = ["content_hash", "sample_rate", "bpm", "effects", "flac_level", "note_length"]
-
-
-def _rendered_contents(lake: Lake, patch_id: str, render_p: int, spec: RenderSpec) -> set[str]:
-    """The contents a partition's manifest holds as renders of ``spec``'s note-length rule
-    (rows of another rule are other audio, under other keys: they count as not rendered);
-    raises GoldConflict when those rows were rendered with other settings."""
-    table = read_manifest(lake, patch_id, render_p, SPEC_COLUMNS)
+def _rendered_contents(lake: Lake, spec: RenderSpec, patch_id: str, render_p: int) -> set[str]:
+    """The contents a partition's manifest holds as renders of ``spec``'s profile; raises
+    GoldConflict when its rows name another profile (two profiles whose ids collide)."""
+    profile_id = spec.profile_id
+    table = read_manifest(lake, profile_id, patch_id, render_p, ["content_hash", "profile"])
     if table is None:
         return set()
-    if "note_length" not in table.column_names:  # every part predates the rule
-        return set()
-    table = table.filter(pc.equal(table.column("note_length"), spec.note_length))
-    if table.num_rows:
-        first = table.slice(0, 1).to_pylist()[0]
-        if spec_of_row(first) != spec:
-            raise GoldConflict(
-                f"{manifest_prefix(patch_id, render_p)} was rendered with {spec_of_row(first)}, this run asks for "
-                f"{spec}: gold keys do not carry the render settings, so render other settings into another lake"
-            )
+    others = set(table.column("profile").unique().to_pylist()) - {canonical(spec)}
+    if others:
+        raise GoldConflict(
+            f"{manifest_prefix(profile_id, patch_id, render_p)} holds renders of {sorted(others)}, "
+            f"not of {canonical(spec)}: two profiles share the id {profile_id}"
+        )
     return set(table.column("content_hash").to_pylist())
 
 
@@ -384,15 +404,15 @@ def render_partition(
     batch_size: int = BATCH,
     pool_min_renders: int = POOL_MIN_RENDERS,
 ) -> dict:
-    """Render every (content, voice) of one partition that gold lacks; a new manifest part
-    per voice that rendered anything, after its objects.
+    """Render every (content, voice) of one partition that gold lacks in ``spec``'s profile;
+    a new manifest part per voice that rendered anything, after its objects.
 
     ``contents`` may be a stream (a database cursor): it is read once, in batches, so
     memory stays bounded by the pool's jobs in flight and the spooled manifests.
     """
     started = time.perf_counter()
     workers = worker_count(workers)
-    done = {voice.patch_id: _rendered_contents(lake, voice.patch_id, render_p, spec) for voice in voices}
+    done = {voice.patch_id: _rendered_contents(lake, spec, voice.patch_id, render_p) for voice in voices}
     wanted: set[str] = set()
 
     def jobs() -> Iterator[Batch]:
@@ -423,9 +443,10 @@ def render_partition(
         kept = sum(len(wanted & have) for have in done.values())
         for voice in voices:  # every object is in gold: now the new parts, last
             if writers[voice.patch_id].count:
-                writers[voice.patch_id].publish(lake, voice.patch_id, render_p)
+                writers[voice.patch_id].publish(lake, spec.profile_id, voice.patch_id, render_p)
                 manifests += 1
     return {
+        "profile_id": spec.profile_id,
         "render_p": render_p,
         "contents": len(wanted),
         "patches": len(voices),
@@ -440,54 +461,60 @@ def render_partition(
 
 
 def pending_partitions(
-    lake: Lake, voices: Sequence[Voice], uncovered: Iterable[int], loaded_parts: Iterable[str]
-) -> list[int]:
-    """Partitions to render: those where silver has contents gold.renders lacks for some
-    voice by the current note-length rule (``uncovered``), and those whose manifest parts in
+    lake: Lake,
+    profile_ids: Sequence[str],
+    voices: Sequence[Voice],
+    uncovered: Iterable[tuple[str, int]],
+    loaded_parts: Iterable[str],
+) -> list[tuple[str, int]]:
+    """(profile, partition) pairs to render: those where silver has contents gold.renders
+    lacks for some voice in that profile (``uncovered``), and those whose manifest parts in
     the lake differ from the parts the warehouse has loaded (a part written but not loaded,
     or loaded but gone). Only the parts' keys are listed: no manifest is read."""
-    listed = {key for voice in voices for key in manifest_parts(lake, voice.patch_id)}
-    patch_ids = {voice.patch_id for voice in voices}
-    loaded = {key for key in loaded_parts if part_partition(key)[0] in patch_ids}
-    return sorted(set(uncovered) | {part_partition(key)[1] for key in listed ^ loaded})
+    listed = {key for pid in profile_ids for voice in voices for key in manifest_parts(lake, pid, voice.patch_id)}
+    chosen = {(pid, voice.patch_id) for pid in profile_ids for voice in voices}
+    loaded = {key for key in loaded_parts if _is_part(key, 3) and part_partition(key)[:2] in chosen}
+    changed = {(part_partition(key)[0], part_partition(key)[2]) for key in listed ^ loaded}
+    return sorted(set(uncovered) | changed)
 
 
-def compact_partition(lake: Lake, patch_id: str, render_p: int) -> dict:
+def compact_partition(lake: Lake, profile_id: str, patch_id: str, render_p: int) -> dict:
     """Merge a partition's parts into one: the merged part is written first, then the old
     parts are deleted, so a reader sees every row at all times (the union tolerates the
     repeats in between), and a compaction killed halfway is finished by the next one."""
-    keys = manifest_parts(lake, patch_id, render_p)
+    keys = manifest_parts(lake, profile_id, patch_id, render_p)
+    where = {"profile_id": profile_id, "patch_id": patch_id, "render_p": render_p}
     if len(keys) < 2:
-        return {"patch_id": patch_id, "render_p": render_p, "parts": len(keys), "merged": 0}
+        return {**where, "parts": len(keys), "merged": 0}
     table = union_of_parts([read_part(lake, k) for k in keys])
     for field in MANIFEST_SCHEMA:  # a column no part has yet (written before it existed): nulls
         if field.name not in table.column_names:
             table = table.append_column(field, pa.nulls(table.num_rows, field.type))
     table = table.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA).sort_by("content_hash")
-    merged = part_key(patch_id, render_p, table.column("content_hash").to_pylist())
+    merged = part_key(profile_id, patch_id, render_p, table.column("content_hash").to_pylist())
     lake.put_parquet(merged, table)
     for key in keys:
         lake.delete(key)
-    return {"patch_id": patch_id, "render_p": render_p, "parts": len(keys), "merged": table.num_rows, "key": merged}
+    return {**where, "parts": len(keys), "merged": table.num_rows, "key": merged}
 
 
-def backfill_features(lake: Lake, patch_id: str, render_p: int) -> dict:
+def backfill_features(lake: Lake, profile_id: str, patch_id: str, render_p: int) -> dict:
     """Audio features for the rows of a partition's manifest that lack them (parts written
     before features existed), from their FLACs: decoded, they are the samples the worker
     held, so the features are those a render today records. The rows, otherwise unchanged,
     go into a new part (a later part wins; ``compact`` merges them); nothing to do, no part."""
     import soundfile
 
-    table = read_manifest(lake, patch_id, render_p)
+    table = read_manifest(lake, profile_id, patch_id, render_p)
     rows = [] if table is None else [r for r in table.to_pylist() if r.get("spectral_centroid_hz") is None]
     for row in rows:
         pcm, sample_rate = soundfile.read(io.BytesIO(lake.get(row["key"])), dtype="int32")
-        notes = [(n["start"], n["duration"], n["velocity"], n["pitch"]) for n in row["notes"]]
         spec = spec_of_row(row)
+        notes = spec.augment([(n["start"], n["duration"], n["velocity"], n["pitch"]) for n in row["notes"]])
         row.update(features(pcm >> 16, sample_rate, notes, spec.samples_per_beat).row())
     if rows:
         lake.put_parquet(
-            part_key(patch_id, render_p, [r["content_hash"] for r in rows]),
+            part_key(profile_id, patch_id, render_p, [r["content_hash"] for r in rows]),
             pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA),
         )
-    return {"patch_id": patch_id, "render_p": render_p, "backfilled": len(rows)}
+    return {"profile_id": profile_id, "patch_id": patch_id, "render_p": render_p, "backfilled": len(rows)}

@@ -1,7 +1,7 @@
 """Audio QA of one gold render: the checks a listener would make, done by numbers.
 
 A render passes when it decodes as mono FLAC at the manifest's sample rate, lasts exactly
-the phrase length the spec gives for its tempo, is not silent, is not clipped, and its
+the phrase length its profile gives (beats at its tempo plus its tail), is not silent, is not clipped, and its
 manifest's level figures hold no NaN. 16-bit PCM cannot carry a NaN: a NaN in a render's
 float mix reaches the file as full-scale samples, which the clipping check catches. Every
 failed check is reported, not only the first, so one look at the validation results says
@@ -31,8 +31,9 @@ def expected_samples(sample_rate: int, bpm: float) -> int:
     return RenderSpec(sample_rate=int(sample_rate), bpm=float(bpm)).total_samples
 
 
-def check_render(data: bytes, row: dict) -> list[str]:
-    """Reasons why the render ``data`` of manifest ``row`` is bad (empty when it is good)."""
+def check_render(data: bytes, row: dict, spec: RenderSpec | None = None) -> list[str]:
+    """Reasons why the render ``data`` of manifest ``row`` (rendered in profile ``spec``; by the
+    default tail when None) is bad (empty when it is good)."""
     reasons = []
     if any(not math.isfinite(float(row[k])) for k in ("peak", "rms", "duration_s")):
         reasons.append("manifest peak, rms or duration is NaN or infinite")
@@ -44,7 +45,7 @@ def check_render(data: bytes, row: dict) -> list[str]:
         reasons.append(f"{pcm.shape[1]} channels, expected mono")
     if sample_rate != row["sample_rate"]:
         reasons.append(f"sample rate {sample_rate}, manifest says {row['sample_rate']}")
-    want = expected_samples(row["sample_rate"], row["bpm"])
+    want = spec.total_samples if spec else expected_samples(row["sample_rate"], row["bpm"])
     if pcm.shape[0] != want:
         reasons.append(f"{pcm.shape[0]} samples, expected {want} at {row['bpm']} BPM")
     audio = pcm[:, 0].astype(np.float64) / 32768.0

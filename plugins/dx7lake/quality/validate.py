@@ -10,9 +10,12 @@ before it fails the run. Checks, by the name they are recorded under:
 
 - ``bronze_raw``: raw.detailed_notes holds exactly the rows the bronze index records,
   partition by partition (the index's per-file counts: no note parquet is read);
-- ``coverage``: every unique phrase content × patch has a row in gold.renders;
+Every check but ``bronze_raw`` is on the run's render profiles and voices.
+
+- ``coverage``: every unique phrase content × patch × profile has a row in gold.renders;
 - ``gold_load``: every manifest part in the lake is in the warehouse's ledger, and every
-  row of the checked parts is loaded in gold.renders with its sha256;
+  row of the checked parts is loaded in gold.renders with its sha256; a manifest part of
+  the layout before profiles fails it (``dx7lake migrate-profiles`` moves them);
 - ``objects``: each checked render's object exists and its sha256 matches;
 - ``audio``: each checked render decodes and sounds right (see ``audio_qa``);
 - ``loudness``: flags (does not fail) checked renders ``Settings.loudness_outlier_lu`` or
@@ -37,7 +40,8 @@ from dataclasses import dataclass, field
 from .. import bronze
 from ..config import Settings
 from ..gold import render
-from ..gold.engine import UNTIL_SILENT
+from ..gold.engine import RenderSpec
+from ..gold.profiles import spec_from_canonical
 from ..lake import Lake, lake_of
 from ..warehouse import load as warehouse
 from ..warehouse import schema
@@ -49,7 +53,7 @@ CHECKS = ("bronze_raw", "coverage", "gold_load", "objects", "audio", "loudness",
 DBT_GOLD_SELECTOR = "source:gold"
 # object reads are I/O (S3 round trips); decoding in libsndfile releases the GIL
 READ_WORKERS = 8
-AUDIT_COLUMNS = ["key", "sha256", "sample_rate", "bpm", "duration_s", "peak", "rms"]
+AUDIT_COLUMNS = ["key", "profile_id", "sha256", "sample_rate", "bpm", "duration_s", "peak", "rms"]
 
 
 @dataclass
@@ -133,11 +137,13 @@ def validate_run(
     run_id: str | None = None,
     audit: int | None = None,
     full: bool = False,
+    profile_ids: list[str] | None = None,
 ) -> Validation:
-    """Every check for these patches: on the parts ``run_id`` loaded (the latest loading run's
+    """Every check for these patches and profiles: on the parts ``run_id`` loaded (the latest loading run's
     when None) plus an audit of ``audit`` older renders (``settings.validation_audit`` when
-    None), or on all of gold with ``full``."""
+    None), or on all of gold with ``full``; ``profile_ids`` default to the default profile."""
     audit = settings.validation_audit if audit is None else audit
+    profile_ids = profile_ids or [RenderSpec().profile_id]
     lake = lake_of(settings)
     result = Validation(patches=len(patch_ids), mode="full" if full else "incremental")
     with connect(settings) as conn:
@@ -145,17 +151,21 @@ def validate_run(
         with result.timing("bronze_raw") as check:
             _reconcile_bronze(conn, lake, result, check)
         with result.timing("coverage") as check:
-            _check_coverage(conn, patch_ids, check)
+            _check_coverage(conn, profile_ids, patch_ids, check)
         with result.timing("gold_load") as check:
-            rows = _check_gold_load(conn, lake, patch_ids, run_id, full, check)
+            rows = _check_gold_load(conn, lake, profile_ids, patch_ids, run_id, full, check)
         result.new_renders = len(rows)
         if not full and audit > 0:
-            sample = _audit_sample(conn, patch_ids, {r["key"] for r in rows}, audit, seed=run_id or "")
+            sample = _audit_sample(conn, profile_ids, patch_ids, {r["key"] for r in rows}, audit, seed=run_id or "")
             result.audited = len(sample)
             rows += sample
         with result.timing("loudness") as check:
             _check_loudness(conn, patch_ids, [r["key"] for r in rows], settings.loudness_outlier_lu, check)
-    check_objects(lake, rows, result)
+        specs = {
+            pid: spec_from_canonical(text)
+            for pid, text in conn.execute("select profile_id, canonical from gold.profiles").fetchall()
+        }
+    check_objects(lake, rows, result, specs)
     if dbt_tests:
         with result.timing("dbt_gold") as check:
             _run_dbt_gold_tests(settings, check)
@@ -163,15 +173,19 @@ def validate_run(
 
 
 def _check_gold_load(
-    conn, lake: Lake, patch_ids: list[str], run_id: str | None, full: bool, check: Check
+    conn, lake: Lake, profile_ids: list[str], patch_ids: list[str], run_id: str | None, full: bool, check: Check
 ) -> list[dict]:
     """Every part listed is in the ledger; the rows of the checked parts (all, or those the
     run loaded) are in gold.renders with their sha256. Returns those rows."""
     loaded = warehouse.loaded_parts(conn)
-    listed = [k for k in render.manifest_parts(lake) if render.part_partition(k)[0] in patch_ids]
+    listed = [
+        k for pid in profile_ids for k in render.manifest_parts(lake, pid) if render.part_partition(k)[1] in patch_ids
+    ]
     for key in listed:
         if key not in loaded:
             check.fail(key, "manifest part not loaded into gold.renders")
+    for key in render.legacy_parts(lake):
+        check.fail(key, "manifest part of the layout before render profiles: run `dx7lake migrate-profiles`")
     if full:
         chosen = listed
     else:
@@ -199,7 +213,9 @@ def _check_gold_load(
 AUDIT_OVERSAMPLE = 4  # pages sampled for ~4x the audit's rows, so the draw rarely falls short
 
 
-def _audit_sample(conn, patch_ids: list[str], exclude: set[str], size: int, seed: str) -> list[dict]:
+def _audit_sample(
+    conn, profile_ids: list[str], patch_ids: list[str], exclude: set[str], size: int, seed: str
+) -> list[dict]:
     """``size`` renders of gold.renders outside ``exclude``, drawn by a hash of key and seed:
     the same seed draws the same sample, each run's id another one. Postgres reads only a
     share of the table's pages (``tablesample system``, by the planner's row estimate), so
@@ -210,9 +226,9 @@ def _audit_sample(conn, patch_ids: list[str], exclude: set[str], size: int, seed
     columns = ", ".join(AUDIT_COLUMNS)
     for sampled in ([f" tablesample system ({share}) repeatable ({repeatable})"] if share < 100 else []) + [""]:
         cur = conn.execute(
-            f"select {columns} from gold.renders{sampled} where patch_id = any(%s) and not key = any(%s)"
-            " order by md5(key || %s) limit %s",
-            (patch_ids, sorted(exclude), seed, size),
+            f"select {columns} from gold.renders{sampled} where profile_id = any(%s) and patch_id = any(%s)"
+            " and not key = any(%s) order by md5(key || %s) limit %s",
+            (profile_ids, patch_ids, sorted(exclude), seed, size),
         )
         rows = cur.fetchall()
         if len(rows) == size or not sampled:
@@ -257,40 +273,49 @@ def _reconcile_bronze(conn, lake: Lake, result: Validation, check: Check) -> Non
         check.fail("raw.detailed_notes", "no notes loaded")
 
 
-def _check_coverage(conn, patch_ids: list[str], check: Check) -> None:
-    """A render of another note-length rule does not cover its content: it is not current."""
+def _check_coverage(conn, profile_ids: list[str], patch_ids: list[str], check: Check) -> None:
+    """A render of another profile does not cover its content: it is other audio."""
     contents = warehouse.scalar(conn, "select count(*) from silver.phrase_contents")
-    check.checked = contents * len(patch_ids)
+    check.checked = contents * len(patch_ids) * len(profile_ids)
     missing = conn.execute(
-        """select c.content_hash, x.patch_id from silver.phrase_contents c
-           cross join unnest(%s::text[]) as x(patch_id)
-           left join gold.renders r on r.content_hash = c.content_hash and r.patch_id = x.patch_id
-                                     and r.note_length = %s
-           where r.key is null order by 2, 1""",
-        (patch_ids, UNTIL_SILENT),
+        """select x.profile_id, v.patch_id, c.content_hash from silver.phrase_contents c
+           cross join unnest(%s::text[]) as x(profile_id)
+           cross join unnest(%s::text[]) as v(patch_id)
+           left join gold.renders r on r.profile_id = x.profile_id and r.content_hash = c.content_hash
+                                     and r.patch_id = v.patch_id
+           where r.key is null order by 1, 2, 3""",
+        (profile_ids, patch_ids),
     ).fetchall()
-    for content_hash, patch_id in missing:
-        check.fail(render.render_key(patch_id, content_hash), "no render in gold.renders")
+    for profile_id, patch_id, content_hash in missing:
+        check.fail(render.render_key(profile_id, patch_id, content_hash), "no render in gold.renders")
 
 
-def _inspect(lake: Lake, row: dict) -> tuple[bool, str | None, list[str]]:
-    """(object present, object failure, audio failures) of one manifest row."""
+def _inspect(lake: Lake, row: dict, spec: RenderSpec | None) -> tuple[bool, str | None, list[str]]:
+    """(object present, object failure, audio failures) of one manifest row of profile ``spec``."""
     try:
         data = lake.get(row["key"])
     except KeyError:
         return False, "object missing from the lake", []
     digest = hashlib.sha256(data).hexdigest()
     mismatch = None if digest == row["sha256"] else f"sha256 {digest[:12]}… does not match the manifest's"
-    return True, mismatch, audio_qa.check_render(data, row)
+    return True, mismatch, audio_qa.check_render(data, row, spec)
 
 
-def check_objects(lake: Lake, rows: list[dict], result: Validation, workers: int = READ_WORKERS) -> None:
-    """Existence and sha256 of every manifest row's object, then audio QA of those present."""
+def check_objects(
+    lake: Lake,
+    rows: list[dict],
+    result: Validation,
+    specs: dict[str, RenderSpec] | None = None,
+    workers: int = READ_WORKERS,
+) -> None:
+    """Existence and sha256 of every manifest row's object, then audio QA of those present
+    (the length its profile in ``specs`` gives; the default tail for a profile not there)."""
+    specs = specs or {}
     started = time.perf_counter()
     objects, audio = result.checks["objects"], result.checks["audio"]
     with ThreadPoolExecutor(workers) as pool:
         for row, (present, object_failure, audio_failures) in zip(
-            rows, pool.map(lambda r: _inspect(lake, r), rows), strict=True
+            rows, pool.map(lambda r: _inspect(lake, r, specs.get(r.get("profile_id"))), rows), strict=True
         ):
             objects.checked += 1
             audio.checked += present

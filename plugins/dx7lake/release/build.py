@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 
 from .. import __version__
+from ..gold.engine import RenderSpec
 from ..lake import Lake
 from . import examples as ex
 from .shards import parquet_shard, tar_shard
@@ -68,8 +69,10 @@ def build_release(
     card: bool = True,
     previews: int = PREVIEWS,
     on_shard: Callable[[str], None] | None = None,
+    profile_id: str | None = None,
 ) -> dict:
-    """Write release ``name`` for ``patches`` (patch ids or names; default every patch in gold).
+    """Write release ``name`` for ``patches`` (patch ids or names; default every patch in gold)
+    in one render profile (``profile_id``; the default profile when None).
 
     ``previews`` MP3s per (split, patch) go with the card. ``on_shard`` is called with each
     shard key once it is in the lake (progress).
@@ -78,8 +81,9 @@ def build_release(
         raise ValueError(f"split_by must be one of {ex.SPLIT_BY}, not {split_by!r}")
     started = time.perf_counter()
     prefix = release_prefix(name)
-    chosen = _choose_patches(lake, patches)
-    request = {"patches": chosen, "split_by": split_by, "shard_bytes": shard_bytes}
+    profile_id = profile_id or RenderSpec().profile_id
+    chosen = _choose_patches(lake, profile_id, patches)
+    request = {"profile_id": profile_id, "patches": chosen, "split_by": split_by, "shard_bytes": shard_bytes}
     done = read_release(lake, name)
     if done is not None:
         if done["request"] != request:
@@ -91,9 +95,9 @@ def build_release(
     # One render partition at a time: its manifest rows and silver facts, then its examples
     # into each split's open shard (cut at ~shard_bytes). Memory: one partition's rows, three
     # open shards and the keys seen (~100 bytes a render), not the lake's rows.
-    partitions = ex.gold_partitions(lake, chosen)
+    partitions = ex.gold_partitions(lake, profile_id, chosen)
     names, params, seen = {}, {}, set()
-    by_patch = ex.patch_splits(ex.patches_with_current_rows(lake, partitions)) if split_by == "patch" else {}
+    by_patch = ex.patch_splits(ex.patches_with_rows(lake, partitions)) if split_by == "patch" else {}
     writer = SplitWriter(lake, prefix, params, shard_bytes, previews, on_shard)
     with writer:
         for parts in partitions.values():
@@ -228,9 +232,9 @@ def _no_shards() -> dict[str, list[dict]]:
     return {"parquet": [], "webdataset": []}
 
 
-def _choose_patches(lake: Lake, patches: Sequence[str] | None) -> list[str]:
-    """Patch ids in gold matching ``patches`` (ids or voice names); all of gold's by default."""
-    available = ex.gold_patches(lake)
+def _choose_patches(lake: Lake, profile_id: str, patches: Sequence[str] | None) -> list[str]:
+    """Patch ids in gold's profile matching ``patches`` (ids or voice names); all of its patches by default."""
+    available = ex.gold_patches(lake, profile_id)
     if not patches:
         return available
     from ..gold.patches import choose_voices
@@ -241,5 +245,5 @@ def _choose_patches(lake: Lake, patches: Sequence[str] | None) -> list[str]:
         wanted |= {v.patch_id for v in choose_voices(",".join(names))}
     missing = sorted(wanted - set(available))
     if missing:
-        raise ValueError(f"patches {missing} have no renders in gold (render them first)")
+        raise ValueError(f"patches {missing} have no renders in profile {profile_id} (render them first)")
     return sorted(wanted)

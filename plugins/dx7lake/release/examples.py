@@ -1,8 +1,8 @@
 """One release example per gold render: its audio key plus what silver knows of its content.
 
 Gold manifests are read through :func:`gold_manifests` alone, which reads them as gold
-does (:func:`..gold.render.current_manifest`: the union of each partition's parts, the
-current note-length rule's rows only); silver through the warehouse, reading
+does (:func:`..gold.render.current_manifest`: the union of each partition's parts), in one
+render profile; silver through the warehouse, reading
 existing columns of ``silver.phrases``, ``silver.phrase_contents`` and ``silver.track_summary``.
 """
 
@@ -19,7 +19,7 @@ import psycopg
 import pyarrow as pa
 
 from ..gold.features import FEATURE_COLUMNS
-from ..gold.render import current_manifest, current_rows, manifest_parts, part_partition, read_part, union_of_parts
+from ..gold.render import current_manifest, manifest_parts, part_partition, read_part, spec_of_row, union_of_parts
 from ..lake import Lake
 
 SPLITS = ("train", "validation", "test")
@@ -47,25 +47,25 @@ GM_FAMILIES = (
 )
 
 
-def gold_manifests(lake: Lake, patch_id: str) -> pa.Table | None:
-    """The current renders of one patch: a content a later manifest part repeats keeps the
-    later row, and renders of an older note-length rule are left out (None: no parts)."""
-    return current_manifest(lake, patch_id)
+def gold_manifests(lake: Lake, profile_id: str, patch_id: str) -> pa.Table | None:
+    """The renders of one patch in one profile: a content a later manifest part repeats keeps
+    the later row (None: no parts)."""
+    return current_manifest(lake, profile_id, patch_id)
 
 
-def gold_partitions(lake: Lake, patch_ids: Sequence[str]) -> dict[int, dict[str, list[str]]]:
+def gold_partitions(lake: Lake, profile_id: str, patch_ids: Sequence[str]) -> dict[int, dict[str, list[str]]]:
     """Render partition -> patch -> the keys of its manifest parts (in write order), for ``patch_ids``."""
     out: dict[int, dict[str, list[str]]] = {}
     for patch_id in patch_ids:
-        for key in manifest_parts(lake, patch_id):
-            out.setdefault(part_partition(key)[1], {}).setdefault(patch_id, []).append(key)
+        for key in manifest_parts(lake, profile_id, patch_id):
+            out.setdefault(part_partition(key)[2], {}).setdefault(patch_id, []).append(key)
     return dict(sorted(out.items()))
 
 
-def patches_with_current_rows(lake: Lake, partitions: dict[int, dict[str, list[str]]]) -> list[str]:
-    """The patches of ``partitions`` that have a render of the current note-length rule: a
-    patch whose parts all predate it has no example, so it takes no split of its own. Reads
-    one column of a patch's parts until the first current row (one part, as a rule)."""
+def patches_with_rows(lake: Lake, partitions: dict[int, dict[str, list[str]]]) -> list[str]:
+    """The patches of ``partitions`` that have a render: a patch whose parts are all empty has
+    no example, so it takes no split of its own. Reads one column of a patch's parts until
+    the first row (one part, as a rule)."""
     keys: dict[str, list[str]] = {}
     for parts in partitions.values():
         for patch_id, patch_keys in parts.items():
@@ -73,20 +73,18 @@ def patches_with_current_rows(lake: Lake, partitions: dict[int, dict[str, list[s
     return sorted(
         patch_id
         for patch_id, patch_keys in keys.items()
-        if any(current_rows(read_part(lake, k, columns=["note_length"])).num_rows for k in reversed(patch_keys))
+        if any(read_part(lake, k, columns=["content_hash"]).num_rows for k in reversed(patch_keys))
     )
 
 
 def partition_rows(lake: Lake, parts: dict[str, list[str]]) -> dict[str, pa.Table]:
-    """Each patch's current manifest rows of one render partition (``parts``: patch -> part keys)."""
-    return {
-        patch_id: current_rows(union_of_parts([read_part(lake, k) for k in keys])) for patch_id, keys in parts.items()
-    }
+    """Each patch's manifest rows of one render partition (``parts``: patch -> part keys)."""
+    return {patch_id: union_of_parts([read_part(lake, k) for k in keys]) for patch_id, keys in parts.items()}
 
 
-def gold_patches(lake: Lake) -> list[str]:
-    """Patch ids that have manifest parts in gold."""
-    return sorted({part_partition(key)[0] for key in manifest_parts(lake)})
+def gold_patches(lake: Lake, profile_id: str) -> list[str]:
+    """Patch ids that have manifest parts in gold in this profile."""
+    return sorted({part_partition(key)[1] for key in manifest_parts(lake, profile_id)})
 
 
 @dataclass(frozen=True)
@@ -197,7 +195,10 @@ def patch_params(vced: bytes) -> dict:
 
 
 def example_meta(row: dict, info: ContentInfo, split: str, params_json: str) -> dict:
-    """Every column of an example but its audio bytes."""
+    """Every column of an example but its audio bytes. Its notes (and MIDI) are those heard:
+    silver's, with the profile's augmentations (transpose, velocity scale) applied."""
+    heard = spec_of_row(row).augment([(n["start"], n["duration"], n["velocity"], n["pitch"]) for n in row["notes"]])
+    notes = [{"start": s, "duration": d, "velocity": v, "pitch": p} for s, d, v, p in heard]
     return {
         "key": f"{row['content_hash']}_{row['patch_id']}",
         "split": split,
@@ -211,7 +212,7 @@ def example_meta(row: dict, info: ContentInfo, split: str, params_json: str) -> 
         "programs": info.programs,
         "instrument_families": [family(p, d) for p, d in zip(info.programs, info.drums, strict=True)],
         "drum_free": not any(info.drums),
-        "notes": row["notes"],
+        "notes": notes,
         "bpm": row["bpm"],
         "sample_rate": row["sample_rate"],
         "duration_s": row["duration_s"],
@@ -223,9 +224,11 @@ def example_meta(row: dict, info: ContentInfo, split: str, params_json: str) -> 
         "effects": row["effects"],
         "flac_level": row["flac_level"],
         "flac_encoder": row["flac_encoder"],
+        "profile_id": row["profile_id"],
+        "profile": row["profile"],
         **{name: row.get(name) for name in FEATURE_COLUMNS},
         "gold_key": row["key"],
-        "midi": phrase_midi(row["notes"], row["bpm"]),
+        "midi": phrase_midi(notes, row["bpm"]),
     }
 
 

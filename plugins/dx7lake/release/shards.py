@@ -46,6 +46,8 @@ EXAMPLE_SCHEMA = pa.schema(
         ("effects", pa.string()),
         ("flac_level", pa.int32()),
         ("flac_encoder", pa.string()),
+        ("profile_id", pa.string()),  # the render profile (gold/profiles.py) and its canonical form
+        ("profile", pa.string()),
         # the render's audio features, as gold computed them (null for renders from before them)
         *[(name, MANIFEST_SCHEMA.field(name).type) for name in FEATURE_COLUMNS],
         ("gold_key", pa.string()),

@@ -134,17 +134,31 @@ FEATURE_COLUMNS = (
     "f0_hz",
     "f0_error_cents",
 )  # = gold.features.FEATURE_COLUMNS (tests/test_features.py): null in parts written before them
-MANIFEST_COLUMNS = "content_hash, patch_id, key, sha256, bytes, sample_rate, duration_s, peak, rms, bpm, notes"
+MANIFEST_COLUMNS = (
+    "profile_id, content_hash, patch_id, key, sha256, bytes, sample_rate, duration_s, peak, rms, bpm, notes"
+)
 RENDER_COLUMNS = ", ".join([MANIFEST_COLUMNS, "render_p", "note_length", *FEATURE_COLUMNS])
+RENDER_KEY = "profile_id, content_hash, patch_id"
+
+
+def register_profiles(conn: psycopg.Connection, profiles: list[tuple[str, str | None, str]]) -> None:
+    """(id, name, canonical form) into gold.profiles; a name given replaces the one known."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            """insert into gold.profiles (profile_id, name, canonical) values (%s, %s, %s)
+               on conflict (profile_id) do update set name = coalesce(excluded.name, gold.profiles.name)""",
+            profiles,
+        )
 
 
 def load_manifest_parts(
-    conn: psycopg.Connection, parts: list[tuple[str, str, int, pa.Table]], run_id: str | None
+    conn: psycopg.Connection, parts: list[tuple[str, str, str, int, pa.Table]], run_id: str | None
 ) -> int:
-    """Upsert the rows of manifest parts (key, patch_id, render_p, table) into gold.renders and record them in
-    the ledger, in one transaction (one COPY, one upsert: a run's new parts cost one round
-    trip, not one each). A content a later part repeats takes the later row: parts come in
-    key order, which is the order they were written."""
+    """Upsert the rows of manifest parts (key, profile_id, patch_id, render_p, table) into
+    gold.renders and record them in the ledger, in one transaction (one COPY, one upsert: a
+    run's new parts cost one round trip, not one each). A content a later part repeats takes
+    the later row: parts come in key order, which is the order they were written. The
+    profiles the parts name are registered in gold.profiles (unnamed, unless known)."""
     with conn.transaction():
         conn.execute(
             "create temp table if not exists stage_renders (like gold.renders) on commit delete rows;"
@@ -152,10 +166,11 @@ def load_manifest_parts(
         )
         conn.execute("truncate stage_renders")
         with conn.cursor().copy(f"copy stage_renders ({RENDER_COLUMNS}, part_no) from stdin") as copy:
-            for part_no, (_, _, render_p, table) in enumerate(parts):
+            for part_no, (_, profile_id, _, render_p, table) in enumerate(parts):
                 for r in table.to_pylist():
                     copy.write_row(
                         (
+                            profile_id,
                             r["content_hash"],
                             r["patch_id"],
                             r["key"],
@@ -173,18 +188,23 @@ def load_manifest_parts(
                             part_no,
                         )
                     )
-        updates = ", ".join(f"{c} = excluded.{c}" for c in RENDER_COLUMNS.split(", ")[2:])
+        updates = ", ".join(f"{c} = excluded.{c}" for c in RENDER_COLUMNS.split(", ")[3:])
         conn.execute(
-            f"insert into gold.renders ({RENDER_COLUMNS}) select distinct on (content_hash, patch_id) "
-            f"{RENDER_COLUMNS} from stage_renders order by content_hash, patch_id, part_no desc "
-            f"on conflict (content_hash, patch_id) do update set {updates}"
+            f"insert into gold.renders ({RENDER_COLUMNS}) select distinct on ({RENDER_KEY}) "
+            f"{RENDER_COLUMNS} from stage_renders order by {RENDER_KEY}, part_no desc "
+            f"on conflict ({RENDER_KEY}) do update set {updates}"
         )
+        profiles = {}
+        for _, profile_id, _, _, table in parts:
+            if profile_id not in profiles and table.num_rows and "profile" in table.column_names:
+                profiles[profile_id] = table.column("profile")[0].as_py()
+        register_profiles(conn, [(pid, None, text) for pid, text in profiles.items()])
         with conn.cursor() as cur:
             cur.executemany(
-                """insert into gold.manifest_parts (key, patch_id, render_p, rows, run_id)
-                   values (%s, %s, %s, %s, %s) on conflict (key) do update set rows = excluded.rows,
+                """insert into gold.manifest_parts (key, profile_id, patch_id, render_p, rows, run_id)
+                   values (%s, %s, %s, %s, %s, %s) on conflict (key) do update set rows = excluded.rows,
                    run_id = excluded.run_id, loaded_at = now()""",
-                [(key, patch_id, render_p, table.num_rows, run_id) for key, patch_id, render_p, table in parts],
+                [(key, pid, patch, render_p, table.num_rows, run_id) for key, pid, patch, render_p, table in parts],
             )
     return sum(table.num_rows for *_, table in parts)
 

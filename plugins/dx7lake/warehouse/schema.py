@@ -7,8 +7,10 @@ columns must match these). Each schema has one writer:
 - ``raw.detailed_notes``: the bronze copy (``load.load_bronze_part``);
 - ``raw.bronze_parts``: the ledger of bronze parts loaded (their files, rows, run, time),
   written with the part's rows; dbt's ``int_phrases`` reads it to take only new files;
-- ``gold.renders``: the gold manifests, latest row per (content, patch) (``load.load_manifest_parts``);
+- ``gold.renders``: the gold manifests, latest row per (profile, content, patch) (``load.load_manifest_parts``);
 - ``gold.manifest_parts``: the ledger of manifest parts loaded, by run (``load.load_manifest_parts``);
+- ``gold.profiles``: the render profiles, id, name and canonical form (``load.register_profiles``
+  for the profiles a run picks, ``load.load_manifest_parts`` for those its parts name);
 - ``ops.*``: run figures (``ops.load_stats`` by the raw load, the rest by ``stats``);
 - ``browser.phrases``: the phrase browser's stable numbering (``browser.catalog``).
 
@@ -77,9 +79,21 @@ create table if not exists gold.renders (
     notes jsonb not null,
     render_p integer not null,
     note_length text,
-    primary key (content_hash, patch_id)
+    profile_id text not null,
+    primary key (profile_id, content_hash, patch_id)
 );
 alter table gold.renders add column if not exists note_length text;
+-- render profiles (gold/profiles.py): a warehouse from before them gets the column, its rows
+-- the profile '' (none: `dx7lake migrate-profiles` reloads them under their profiles and
+-- drops them), and the key the profile is part of
+alter table gold.renders add column if not exists profile_id text not null default '';
+do $$ begin
+    if not exists (select 1 from pg_index i join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey)
+                   where i.indrelid = 'gold.renders'::regclass and i.indisprimary and a.attname = 'profile_id') then
+        alter table gold.renders drop constraint renders_pkey;
+        alter table gold.renders add primary key (profile_id, content_hash, patch_id);
+    end if;
+end $$;
 -- audio features (gold/features.py): null for rows of manifest parts written before them
 alter table gold.renders add column if not exists lufs double precision;
 alter table gold.renders add column if not exists true_peak_dbtp double precision;
@@ -92,6 +106,7 @@ alter table gold.renders add column if not exists f0_hz double precision;
 alter table gold.renders add column if not exists f0_error_cents double precision;
 create table if not exists gold.manifest_parts (
     key text primary key,
+    profile_id text not null default '',
     patch_id text not null,
     render_p integer not null,
     rows bigint not null,
@@ -99,6 +114,13 @@ create table if not exists gold.manifest_parts (
     loaded_at timestamptz not null default now()
 );
 create index if not exists manifest_parts_run on gold.manifest_parts (run_id);
+alter table gold.manifest_parts add column if not exists profile_id text not null default '';
+create table if not exists gold.profiles (
+    profile_id text primary key,
+    name text,
+    canonical text not null,
+    registered_at timestamptz not null default now()
+);
 create table if not exists ops.pipeline_runs (
     run_id text primary key,
     params jsonb not null default '{}'::jsonb,
@@ -120,6 +142,7 @@ create table if not exists ops.task_stats (
 );
 create table if not exists ops.render_stats (
     run_id text not null,
+    profile_id text not null default '',
     render_p integer not null,
     phrases bigint not null,
     rendered bigint not null,
@@ -129,8 +152,16 @@ create table if not exists ops.render_stats (
     real_time_factor double precision,
     memo_hit_rate double precision not null,
     recorded_at timestamptz not null default now(),
-    primary key (run_id, render_p)
+    primary key (run_id, profile_id, render_p)
 );
+alter table ops.render_stats add column if not exists profile_id text not null default '';
+do $$ begin
+    if not exists (select 1 from pg_index i join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey)
+                   where i.indrelid = 'ops.render_stats'::regclass and i.indisprimary and a.attname = 'profile_id') then
+        alter table ops.render_stats drop constraint render_stats_pkey;
+        alter table ops.render_stats add primary key (run_id, profile_id, render_p);
+    end if;
+end $$;
 create table if not exists ops.validation_results (
     run_id text not null,
     check_name text not null,

@@ -65,15 +65,16 @@ def record_render(conn: psycopg.Connection, run_id: str, result: dict, phrase_se
     audio = result["rendered"] * phrase_seconds
     with conn.transaction():
         conn.execute(
-            """insert into ops.render_stats (run_id, render_p, phrases, rendered, reused, seconds, audio_seconds,
-                   real_time_factor, memo_hit_rate)
-               values (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-               on conflict (run_id, render_p) do update set phrases = excluded.phrases,
+            """insert into ops.render_stats (run_id, profile_id, render_p, phrases, rendered, reused, seconds,
+                   audio_seconds, real_time_factor, memo_hit_rate)
+               values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               on conflict (run_id, profile_id, render_p) do update set phrases = excluded.phrases,
                rendered = excluded.rendered, reused = excluded.reused, seconds = excluded.seconds,
                audio_seconds = excluded.audio_seconds, real_time_factor = excluded.real_time_factor,
                memo_hit_rate = excluded.memo_hit_rate, recorded_at = now()""",
             (
                 run_id,
+                result["profile_id"],
                 int(result["render_p"]),
                 int(result["contents"]),
                 int(result["rendered"]),
@@ -84,7 +85,7 @@ def record_render(conn: psycopg.Connection, run_id: str, result: dict, phrase_se
                 float(result["memo_hit_rate"]),
             ),
         )
-    record_task(conn, run_id, "render", result, result["render_p"])
+    record_task(conn, run_id, "render", result, f"{result['profile_id']}/{result['render_p']}")
 
 
 def record_validation(conn: psycopg.Connection, run_id: str, checks: list[dict], failures: list[dict]) -> None:
