@@ -199,7 +199,7 @@ def cmd_demo(args) -> int:
             port = free_port()
             env.update(local_executor_env(cores, port))
             how = f"LocalExecutor, {cores} task slots"
-            # the same command, from a process that has imported dbt for the task processes it forks
+            # the same command, from a parent that imported dbt and the stages for the tasks it forks
             warm = [sys.executable, "-m", "dx7lake.orchestration.warm_airflow", *cmd[1:], "--use-executor"]
             with execution_api(env, port, settings.airflow_home / "execution_api.log"):
                 print(f"==> airflow dags test dx7lake ({how}; full log in {log_path})", flush=True)
