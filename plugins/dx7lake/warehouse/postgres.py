@@ -40,6 +40,30 @@ def _embedded_server(settings: Settings):
     return pgserver.get_server(settings.pgdata, cleanup_mode=None)
 
 
+def embedded_database_url(settings: Settings, name: str) -> str:
+    """URL of the database ``name`` on the embedded server, created on first use (the
+    embedded default keeps Airflow's metadata there, next to the warehouse)."""
+    import psycopg
+
+    server = _embedded_server(settings)
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        if conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone() is None:
+            conn.execute(f'create database "{name}"')
+    return server.get_uri(name)
+
+
+def embedded_cpu_seconds(settings: Settings) -> float:
+    """CPU seconds the running embedded server has used so far (its postmaster and every
+    backend it reaped), from /proc; 0 when it does not run or /proc is not there."""
+    try:
+        pid = (settings.pgdata / "postmaster.pid").read_text().split()[0]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    # utime, stime, cutime, cstime: fields 14 to 17 of stat, 12 to 15 after the command
+    return sum(int(t) for t in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def _kept_marker(settings: Settings) -> Path:
     return settings.home / "pg.kept"
 

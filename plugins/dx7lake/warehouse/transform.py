@@ -6,6 +6,7 @@ and the tests run the very same project in-process through dbt's programmatic ru
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
@@ -43,7 +44,16 @@ def invoke_dbt(args: list[str], url: str | None = None, settings: Settings | Non
         url = warehouse_url(settings)
     os.environ.update(profile_env(url or "postgresql://postgres@localhost/postgres"))
     project = str(settings.dbt_project if settings else DEFAULT_DBT_PROJECT)
-    return dbtRunner().invoke([*args, "--project-dir", project, "--profiles-dir", project])
+    try:
+        return dbtRunner().invoke([*args, "--project-dir", project, "--profiles-dir", project])
+    finally:
+        # dbt's adapters hold multiprocessing locks (named semaphores) until collected: a task
+        # process, which ends with os._exit, would leave them to the resource tracker's
+        # "leaked semaphore" warning (as Cosmos' dbt runner does)
+        from dbt.adapters.factory import reset_adapters
+
+        reset_adapters()
+        gc.collect()
 
 
 def run_dbt(args: list[str], url: str | None = None, settings: Settings | None = None) -> None:
