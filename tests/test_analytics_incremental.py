@@ -7,12 +7,12 @@ were incremental, independent of the per-file and per-size tables they now sum).
 from __future__ import annotations
 
 import psycopg
+from test_silver import hand_song
 
 from bench.synthetic import partitions, synthetic_notes
 from dx7lake.warehouse import load as warehouse
 from dx7lake.warehouse import schema
 from dx7lake.warehouse.transform import run_dbt
-from test_silver import hand_song
 
 # each mart's definition on the whole of silver: what the incremental marts must stay equal to
 DEFINITIONS = {
@@ -32,7 +32,8 @@ DEFINITIONS = {
                1 - count(distinct content_hash)::double precision / count(*)
         from silver.phrases group by 1
         union all
-        select 'all', count(*), count(distinct content_hash), 1 - count(distinct content_hash)::double precision / count(*)
+        select 'all', count(*), count(distinct content_hash),
+               1 - count(distinct content_hash)::double precision / count(*)
         from silver.phrases""",
 }
 COLUMNS = {
@@ -86,7 +87,7 @@ def test_incremental_marts_equal_a_full_refresh_and_their_definition_after_a_spl
     # a test song plays an 11-note chord, the only content of that size: a train song of B
     # claims it, so the (test, 11) group of phrase_density must go and (train, 11) appear
     chord = [(0.0, 1.0, 80, 40 + 2 * i) for i in range(11)]
-    test_song = hand_song("marts-T", "test", chord + [(4.0, 1.0, 70, 62)])
+    test_song = hand_song("marts-T", "test", [*chord, (4.0, 1.0, 70, 62)])
     train_song = hand_song("marts-R", "train", [(s + 8, d, v, n) for s, d, v, n in chord])
     with psycopg.connect(pg_url) as conn:
         schema.ensure_schema(conn)
