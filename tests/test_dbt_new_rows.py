@@ -88,7 +88,7 @@ def test_a_new_row_repeating_an_old_key_fails_the_unique_test(two_runs):
             "select indexname from pg_indexes where schemaname = 'silver' and tablename = 'phrases'"
             " and indexdef like '%%UNIQUE%%(phrase_id)'"
         ).fetchone()
-        conn.execute(f"drop index silver.{index}")
+        conn.execute(f'drop index silver."{index}"')
         conn.execute(
             "insert into silver.phrases select phrase_id, track_id, midi_id, bucket, set_type, notes, n_notes,"
             " content_hash, p, (select max(built_at) from silver.phrases)"
