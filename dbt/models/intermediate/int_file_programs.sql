@@ -34,4 +34,5 @@ select
     current_timestamp as built_at
 from {{ ref('stg_detailed_notes') }} as notes
 inner join files using (midi_id)
+where {{ in_files('notes.midi_id') }}
 group by notes.midi_id, coalesce(notes.program, 0), notes.is_drum

@@ -30,5 +30,5 @@ select
     current_timestamp as built_at
 from {{ ref('stg_detailed_notes') }} as notes
 inner join files using (midi_id)
-where not notes.is_drum
+where {{ in_files('notes.midi_id') }} and not notes.is_drum
 group by notes.midi_id, notes.velocity
