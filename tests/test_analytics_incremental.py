@@ -71,12 +71,12 @@ def partials(conn: psycopg.Connection) -> dict[str, set[tuple]]:
         cols = [
             c
             for (c,) in conn.execute(
-                "select column_name from information_schema.columns where table_schema = 'intermediate'"
+                "select column_name from information_schema.columns where table_schema = 'analytics'"
                 " and table_name = %s and column_name <> 'built_at' order by 1",
                 (name,),
             )
         ]
-        out[name] = set(conn.execute(f"select {', '.join(cols)} from intermediate.{name}").fetchall())
+        out[name] = set(conn.execute(f"select {', '.join(cols)} from analytics.{name}").fetchall())
     return out
 
 
