@@ -27,6 +27,7 @@ help:
 	@echo "make serve   the phrase browser alone on http://127.0.0.1:8765/phrases"
 	@echo "make bench   benchmarks, one JSON object per line"
 	@echo "make bench-scale N=400  the pipeline on N Lakh-like files made from SCALE_SOURCE, then a 1% rerun"
+	@echo "  STAGES=extract,load,dbt,analytics: only those stages (no render), e.g. to time dbt"
 	@echo "make bench-workers  render throughput on 1 vs 2 Celery workers (tests/test_celery_workers.py)"
 	@echo "make ml      the [ml] extra: torch (CPU) and datasets, for dx7lake.dataset"
 
@@ -79,7 +80,7 @@ bench-workers: setup
 	$(BIN)/python -m pytest tests/test_celery_workers.py -m workers_bench -q -s
 
 bench-scale: setup
-	$(BIN)/python -m bench.scale --files $(N) --source "$(SCALE_SOURCE)" $(if $(PATCHES),--patches "$(PATCHES)")
+	$(BIN)/python -m bench.scale --files $(N) --source "$(SCALE_SOURCE)" $(if $(PATCHES),--patches "$(PATCHES)") $(if $(STAGES),--stages "$(STAGES)")
 
 # the [ml] extra (torch, Hugging Face datasets) for dx7lake.dataset and its tests; pip, so that a
 # configured CPU wheel or index of torch is used (uv would resolve torch to the CUDA build)

@@ -11,3 +11,11 @@
     )
     {% endif %}
 {%- endmacro %}
+
+{#- On an incremental run, `column` among the files of the CTE `files` (files_to_build()), as an
+    array: the planner then reads those files' rows through the midi_id index. Joined to the CTE
+    alone, it takes the anti-join's estimate (thousands of files where a rerun has a few) and
+    scans every note of the lake. On a full build, true: there the scan is right. -#}
+{% macro in_files(column, files='files') -%}
+    {% if is_incremental() %}{{ column }} = any(array(select midi_id from {{ files }})){% else %}true{% endif %}
+{%- endmacro %}

@@ -33,6 +33,7 @@ notes as (
     select n.*, f.loaded_at
     from {{ ref('int_notes_bucketed') }} as n
     inner join files as f using (midi_id)
+    where {{ in_files('n.midi_id') }}
 ),
 
 -- max polyphony: a running count over note starts (+1) and ends (-1), ends first on ties,

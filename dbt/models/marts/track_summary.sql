@@ -34,6 +34,7 @@ notes as (
         max(files.loaded_at) as loaded_at
     from {{ ref('stg_detailed_notes') }}
     inner join files using (midi_id)
+    where {{ in_files('midi_id') }}
     group by track_id
 ),
 
@@ -43,7 +44,7 @@ phrases as (
         count(*) as n_phrases,
         count(distinct content_hash) as n_contents
     from {{ ref('int_phrases') }}
-    where midi_id in (select midi_id from files)
+    where {{ in_files('midi_id') }}
     group by track_id
 )
 

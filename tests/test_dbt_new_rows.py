@@ -1,0 +1,102 @@
+"""dbt data tests read what the latest run added (dbt/macros/new_rows_only.sql), so a run's
+tests cost what it adds; ``--vars '{full_tests: true}'`` reads every row, the deep audit.
+
+Songs A are built, then songs B. A row broken by hand is then caught by the default tests
+when it is one of B's (the latest build's), and only by the deep audit when it is one of A's;
+a new row repeating an old key is caught by the default unique test (it reads every row
+sharing a key with a new row), which the new rows alone would miss."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from bench.synthetic import partitions, synthetic_notes
+from dx7lake.warehouse import load as warehouse
+from dx7lake.warehouse import schema
+from dx7lake.warehouse.transform import invoke_dbt, run_dbt
+
+FULL = ["--vars", "{full_tests: true}"]
+SELECT = ["--select", "source:raw.detailed_notes", "phrase_contents", "phrases"]
+
+
+def failing(url: str, *extra: str) -> set[str]:
+    """The names of the data tests of SELECT that fail (dbt test, as a run's test task calls it)."""
+    result = invoke_dbt(["test", "--quiet", *SELECT, *extra], url=url)
+    assert result.result is not None, result.exception
+    return {r.node.name for r in result.result.results if str(r.status) not in ("pass", "success")}
+
+
+def break_a_note(conn: psycopg.Connection, p: str) -> None:
+    """Velocity 0 (out of MIDI's 1..127) on one raw note of bronze partition ``p``."""
+    conn.execute(
+        "update raw.detailed_notes set velocity = 0"
+        " where message_id = (select min(message_id) from raw.detailed_notes where p = %s)",
+        (p,),
+    )
+
+
+@pytest.fixture
+def two_runs(pg_url) -> str:
+    """A warehouse built on songs A (run-1), then on songs B (run-2) in other partitions."""
+    old, new = partitions(synthetic_notes(64, motifs=40)), partitions(synthetic_notes(64, motifs=40, seed=1))
+    with psycopg.connect(pg_url) as conn:
+        schema.ensure_schema(conn)
+        for p in ("0", "1", "d"):
+            warehouse.load_bronze_part(conn, p, "part-a", old[p], "run-1")
+    run_dbt(["build", "--quiet"], url=pg_url)
+    with psycopg.connect(pg_url) as conn:
+        for p in ("2", "e"):
+            warehouse.load_bronze_part(conn, p, "part-b", new[p], "run-2")
+    run_dbt(["build", "--quiet"], url=pg_url)
+    assert failing(pg_url) == failing(pg_url, *FULL) == set()
+    return pg_url
+
+
+def test_a_bad_new_row_fails_the_run_and_a_bad_old_row_only_the_deep_audit(two_runs):
+    with psycopg.connect(two_runs) as conn:
+        newest = "(select max(built_at) from silver.phrase_contents)"
+        (old_content,) = conn.execute(
+            f"select content_hash from silver.phrase_contents where built_at < {newest} limit 1"
+        ).fetchone()
+        conn.execute("update silver.phrase_contents set p = 99 where content_hash = %s", (old_content,))
+        # a note of partition 0, loaded by run-1
+        break_a_note(conn, "0")
+    assert failing(two_runs) == set()  # A's rows: as the run that built them checked them
+    assert failing(two_runs, *FULL) == {
+        "in_range_phrase_contents_p___var_render_partitions_1___0",
+        "source_in_range_raw_detailed_notes_velocity__127__1",
+    }
+
+    with psycopg.connect(two_runs) as conn:
+        (new_content,) = conn.execute(
+            f"select content_hash from silver.phrase_contents where built_at = {newest} limit 1"
+        ).fetchone()
+        conn.execute("update silver.phrase_contents set p = -1 where content_hash = %s", (new_content,))
+        # a note of partition 2, loaded by run-2
+        break_a_note(conn, "2")
+    assert failing(two_runs) == {
+        "in_range_phrase_contents_p___var_render_partitions_1___0",
+        "source_in_range_raw_detailed_notes_velocity__127__1",
+    }
+
+
+def test_a_new_row_repeating_an_old_key_fails_the_unique_test(two_runs):
+    with psycopg.connect(two_runs) as conn:
+        # the unique index would refuse the row; drop it to see the dbt test catch it
+        (index,) = conn.execute(
+            "select indexname from pg_indexes where schemaname = 'silver' and tablename = 'phrases'"
+            " and indexdef like '%%UNIQUE%%(phrase_id)'"
+        ).fetchone()
+        conn.execute(f'drop index silver."{index}"')
+        conn.execute(
+            "insert into silver.phrases select phrase_id, track_id, midi_id, bucket, set_type, notes, n_notes,"
+            " content_hash, p, (select max(built_at) from silver.phrases)"
+            " from silver.phrases where built_at < (select max(built_at) from silver.phrases) limit 1"
+        )
+        naive = conn.execute(
+            "select phrase_id from silver.phrases where built_at = (select max(built_at) from silver.phrases)"
+            " group by phrase_id having count(*) > 1"
+        ).fetchall()
+    assert naive == []  # the new rows alone hold the key once
+    assert failing(two_runs) == {"unique_phrases_phrase_id"}
