@@ -30,8 +30,9 @@ def postmaster_alive(home: Path) -> bool:
     return True
 
 
-def dx7lake(*args: str, home: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DX7LAKE_")}
+def dx7lake(*args: str, home: Path, timeout: float = 300, **settings: str) -> subprocess.CompletedProcess:
+    """``dx7lake *args`` in a process of its own, with only the ``DX7LAKE_*`` ``settings`` given."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DX7LAKE_")} | settings
     return subprocess.run(
         [DX7LAKE, *args, "--home", str(home)], capture_output=True, text=True, env=env, timeout=timeout
     )
@@ -72,11 +73,14 @@ def test_commands_that_need_no_warehouse_import_neither_it_nor_the_render_stack(
 @pytest.mark.e2e
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one core: one task slot, nothing runs side by side")
 def test_the_demo_runs_mapped_task_instances_side_by_side(home):
-    """``dx7lake demo`` is a real Airflow run whose mapped extract or render task instances
-    overlap in time, as Airflow's own metadata DB recorded them: a task-by-task run cannot."""
+    """``dx7lake demo`` with ``DX7LAKE_DEMO_EXECUTOR=local`` is a real Airflow run whose mapped
+    extract or render task instances overlap in time, as Airflow's own metadata DB recorded
+    them: a task-by-task run (the default) cannot."""
     import psycopg
 
-    out = dx7lake("demo", "--limit", "3", "--patches", "sine,epiano", home=home, timeout=1100)
+    out = dx7lake(
+        "demo", "--limit", "3", "--patches", "sine,epiano", home=home, timeout=1100, DX7LAKE_DEMO_EXECUTOR="local"
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     noisy = [line for line in out.stdout.splitlines() if re.search(r"\b(error|warning)\b", line, re.I)]
     assert not noisy, "the demo printed:\n" + "\n".join(noisy)

@@ -204,10 +204,12 @@ def cmd_metabase(args) -> int:
 def cmd_demo(args) -> int:
     """Run the DAG for real with ``airflow dags test`` on the embedded default.
 
-    With a metadata DB that takes concurrent writers (the embedded Postgres), the run goes
-    through a LocalExecutor of one slot per core, so mapped tasks (extract shards, render
-    partitions, dbt models) run side by side; each render task then renders with one
-    process, so render tasks × processes stay at the cores. On SQLite it runs task by task.
+    By default tasks run one after another in one process (on 2 cores that is faster than
+    the alternative: docs/SCALING.md). With ``DX7LAKE_DEMO_EXECUTOR=local`` and a metadata DB
+    that takes concurrent writers (the embedded Postgres), the run goes through a
+    LocalExecutor of one slot per core, so mapped tasks (extract shards, render partitions,
+    dbt models) run side by side; each render task then renders with one process, so render
+    tasks × processes stay at the cores.
     """
     import dataclasses
 
@@ -232,7 +234,10 @@ def cmd_demo(args) -> int:
             _print(write_demo_corpus(settings.source, settings.demo_limit))
         env = airflow_environment(settings)
         pg_cpu_before = embedded_cpu_seconds(settings)
-        parallel = runs_tasks_in_parallel(env)
+        parallel = settings.demo_executor == "local"
+        if parallel and not runs_tasks_in_parallel(env):
+            print("DX7LAKE_DEMO_EXECUTOR=local needs a metadata DB with several writers, not SQLite", file=sys.stderr)
+            return 2
         if parallel and "DX7LAKE_RENDER_TASKS_PER_WORKER" not in os.environ:
             # one render task per executor slot, one render process each: no core twice
             settings = dataclasses.replace(settings, render_tasks_per_worker=cores)

@@ -39,6 +39,8 @@ DEFAULT_MAX_FILE_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_NOTES = 2_000_000
 DEFAULT_MAX_SECONDS = 6 * 3600.0
 DEFAULT_DEMO_LIMIT = 40
+# how `make demo` runs tasks: one after another in one process, or a LocalExecutor's processes
+DEMO_EXECUTORS = ("sequential", "local")
 DEFAULT_VALIDATION_AUDIT = 200  # older renders re-checked per run (validate --full checks all)
 
 # The DAG's failure policy (docs/ARCHITECTURE.md, Guarantees: every stage is idempotent, so
@@ -115,6 +117,14 @@ def _stage_durations(raw: str) -> list[tuple[str, timedelta]]:
 def parse_demo_limit(raw: str) -> int | None:
     """A count of chorales, or ``all`` (None)."""
     return None if raw.strip().lower() == "all" else int(raw)
+
+
+def parse_demo_executor(raw: str) -> str:
+    """``sequential`` (the default: faster on 2 cores, see docs/SCALING.md) or ``local``."""
+    value = raw.strip().lower()
+    if value not in DEMO_EXECUTORS:
+        raise ValueError(f"DX7LAKE_DEMO_EXECUTOR must be one of {', '.join(DEMO_EXECUTORS)}, got {raw!r}")
+    return value
 
 
 def _paths(raw: str) -> tuple[str, ...]:
@@ -239,6 +249,12 @@ VARIABLES: tuple[Variable, ...] = (
         "DX7LAKE_DEXED_VST3", "dexed_vst3", "render with this Dexed `.vst3` through pedalboard instead of dexed-py"
     ),
     Variable("DEMO_LIMIT", "demo_limit", "chorales in the demo corpus (`all` for every one)", parse_demo_limit),
+    Variable(
+        "DX7LAKE_DEMO_EXECUTOR",
+        "demo_executor",
+        "how the demo runs tasks: `sequential` (one after another) or `local` (a LocalExecutor, one slot per core)",
+        parse_demo_executor,
+    ),
     Variable("METABASE_URL", "metabase_url", "Metabase to provision (the DAG's `metabase` task skips when unset)"),
     Variable("METABASE_USER", "metabase_user", "Metabase admin (created on a fresh Metabase)"),
     Variable("METABASE_PASSWORD", "metabase_password", "its password"),
@@ -282,6 +298,7 @@ class Settings:
     dexed_vst3: str | None = None
     effects: str = ""
     demo_limit: int | None = DEFAULT_DEMO_LIMIT
+    demo_executor: str = DEMO_EXECUTORS[0]
     metabase_url: str | None = None
     metabase_user: str | None = None
     metabase_password: str | None = field(default=None, repr=False)
