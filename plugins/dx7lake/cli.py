@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 import resource
 import subprocess
@@ -238,8 +237,8 @@ def cmd_demo(args) -> int:
         if parallel and not runs_tasks_in_parallel(env):
             print("DX7LAKE_DEMO_EXECUTOR=local needs a metadata DB with several writers, not SQLite", file=sys.stderr)
             return 2
-        if parallel and "DX7LAKE_RENDER_TASKS_PER_WORKER" not in os.environ:
-            # one render task per executor slot, one render process each: no core twice
+        if parallel and settings.render_tasks_per_worker == 1:
+            # left at its default: one render task per executor slot, one render process each
             settings = dataclasses.replace(settings, render_tasks_per_worker=cores)
             env["DX7LAKE_RENDER_TASKS_PER_WORKER"] = str(cores)
         settings.airflow_home.mkdir(parents=True, exist_ok=True)
