@@ -215,31 +215,17 @@ def test_a_legacy_lake_migrates_to_every_render_under_its_profile_and_a_rerun_mo
     assert (again["rendered"], again["manifests_written"]) == (0, 0)
 
 
-def test_a_legacy_s3_lake_migrates_with_server_side_copies(monkeypatch):
+def test_a_legacy_s3_lake_migrates_with_server_side_copies(s3_lake_uri, monkeypatch):
     """Real S3 protocol (moto in server mode): objects are copied by the server, then deleted."""
-    import boto3
-    from moto.server import ThreadedMotoServer
+    from dx7lake.lake import S3Lake, s3_client
 
-    from dx7lake.lake import S3Lake
-
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    server = ThreadedMotoServer(port=0)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        client = boto3.client("s3", endpoint_url=f"http://{host}:{port}")
-        client.create_bucket(Bucket="gold")
-        lake = S3Lake("s3://gold/lake", client=client)
-        uploads = []
-        lake_put = lake.put
-        monkeypatch.setattr(lake, "put", lambda key, data: (uploads.append(key), lake_put(key, data)))
-        _render_two_profiles(lake)
-        before = make_legacy(lake)
-        uploads.clear()
-        done = migrate.migrate_lake(lake)
-        assert done["objects_copied"] == 16 and not [k for k in uploads if k.endswith(".flac")]  # no bytes re-sent
-        assert _state(lake) == before and not legacy_parts(lake)
-    finally:
-        server.stop()
+    lake = S3Lake(s3_lake_uri, client=s3_client())
+    uploads = []
+    lake_put = lake.put
+    monkeypatch.setattr(lake, "put", lambda key, data: (uploads.append(key), lake_put(key, data)))
+    _render_two_profiles(lake)
+    before = make_legacy(lake)
+    uploads.clear()
+    done = migrate.migrate_lake(lake)
+    assert done["objects_copied"] == 16 and not [k for k in uploads if k.endswith(".flac")]  # no bytes re-sent
+    assert _state(lake) == before and not legacy_parts(lake)

@@ -19,3 +19,39 @@
 {% macro in_files(column, files='files') -%}
     {% if is_incremental() %}{{ column }} = any(array(select midi_id from {{ files }})){% else %}true{% endif %}
 {%- endmacro %}
+
+{#- A per-file table of pitched notes counted by one note column (pitch, velocity): the
+    additive part of that column's distribution mart. Incremental by file as int_phrases
+    (delete+insert by midi_id, files_to_build()); built_at marks the dbt run that wrote a row,
+    and the mart recomputes the groups of rows newer than its own. -#}
+{% macro per_file_note_counts(column) -%}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='midi_id',
+        on_schema_change='fail',
+        indexes=[
+            {'columns': ['midi_id', column], 'unique': true},
+            {'columns': ['song_set_type', column]},
+            {'columns': ['built_at']},
+        ],
+    )
+}}
+
+with files as (
+    {{ files_to_build() }}
+)
+
+select
+    notes.midi_id,
+    min(notes.song_set_type) as song_set_type,
+    notes.{{ column }},
+    count(*) as n_notes,
+    max(files.loaded_at) as loaded_at,
+    current_timestamp as built_at
+from {{ ref('stg_detailed_notes') }} as notes
+inner join files using (midi_id)
+where {{ in_files('notes.midi_id') }} and not notes.is_drum
+group by notes.midi_id, notes.{{ column }}
+{%- endmacro %}
