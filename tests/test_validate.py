@@ -165,6 +165,8 @@ def test_partition_mismatch_missing_render_and_gold_test_are_named(run):
         assert ("bronze_raw", f"bronze/detailed_notes/p={p}") in failures
         assert {("coverage", key), ("gold_load", key)} <= failures
         assert any(check == "dbt_gold" and "gold_renders_levels_in_range" in k for check, k in failures)
+        # the deep audit runs every dbt test of the project, silver's included, not the gold source's alone
+        assert result.checks["dbt_gold"].checked > validate_run(run, [_patch_id()]).checks["dbt_gold"].checked
         assert main(["validate", "--home", str(run.home), "--patches", PATCHES, "--run-id", "cli-check", "--full"]) == 1
         with psycopg.connect(run.pg_url) as conn:
             recorded = conn.execute(

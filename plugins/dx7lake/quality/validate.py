@@ -25,7 +25,9 @@ Every check but ``bronze_raw`` is on the run's render profiles and voices.
   filters out) and their renders are right; the flags go in the result for a listener to
   review, and the ``sound_by_patch`` mart counts them. Renders without features (from parts
   written before them) are not judged;
-- ``dbt_gold``: the dbt data tests declared on the gold source.
+- ``dbt_gold``: the dbt data tests declared on the gold source; with ``full``, every dbt data
+  test of the project over every row (``full_tests``: by default a run's tests read only
+  what the latest build added, see dbt/macros/new_rows_only.sql), the deep audit.
 """
 
 from __future__ import annotations
@@ -168,7 +170,7 @@ def validate_run(
     check_objects(lake, rows, result, specs)
     if dbt_tests:
         with result.timing("dbt_gold") as check:
-            _run_dbt_gold_tests(settings, check)
+            _run_dbt_tests(settings, check, full)
     return result
 
 
@@ -327,9 +329,11 @@ def check_objects(
     objects.seconds = audio.seconds = (time.perf_counter() - started) / 2
 
 
-def _run_dbt_gold_tests(settings: Settings, check: Check) -> None:
-    """``dbt test`` on the gold source; each failing test is named by its dbt id."""
-    outcome = invoke_dbt(["test", "--select", DBT_GOLD_SELECTOR, "--quiet"], settings=settings)
+def _run_dbt_tests(settings: Settings, check: Check, full: bool) -> None:
+    """``dbt test`` on the gold source, or with ``full`` every test on every row; each failing
+    test is named by its dbt id."""
+    scope = ["--vars", "{full_tests: true}"] if full else ["--select", DBT_GOLD_SELECTOR]
+    outcome = invoke_dbt(["test", *scope, "--quiet"], settings=settings)
     if outcome.result is None:
         check.checked += 1
         check.fail("dbt", f"dbt test did not run: {outcome.exception}")
