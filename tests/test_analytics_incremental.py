@@ -121,3 +121,45 @@ def test_incremental_marts_equal_a_full_refresh_and_their_definition_after_a_spl
         assert incremental[name] == expected[name], name
         assert incremental[name] == full[name], name
     assert incremental_partials == full_partials
+
+
+INCREMENTAL_TABLES = """
+    select c.oid, n.nspname || '.' || c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    where (n.nspname, c.relname) in (('intermediate', 'int_phrases'), ('silver', 'phrases'),
+        ('silver', 'phrase_contents'), ('silver', 'phrase_stats'), ('silver', 'track_summary'),
+        ('silver', 'song_summary'), ('analytics', 'pitch_distribution'), ('analytics', 'velocity_distribution'),
+        ('analytics', 'notes_by_split_program'), ('analytics', 'int_file_pitches'),
+        ('analytics', 'int_file_velocities'), ('analytics', 'int_file_programs'),
+        ('analytics', 'int_contents_by_size'))"""
+
+
+def test_a_warehouse_from_before_the_incremental_models_upgrades_on_its_next_build(pg_url):
+    """Tables built before their model was incremental lack the columns its incremental logic
+    reads back (built_at, loaded_at): the next plain build drops and rebuilds those (dbt's
+    on-run-start hook), equal to their definitions, and leaves every current table in place
+    (the same table: its oid is kept), so a current warehouse pays nothing."""
+    with psycopg.connect(pg_url) as conn:
+        schema.ensure_schema(conn)
+        for p, part in partitions(synthetic_notes(48, motifs=30)).items():
+            warehouse.load_bronze_part(conn, p, "part-a", part, "run-1")
+    run_dbt(["build", "--quiet"], url=pg_url)
+    with psycopg.connect(pg_url) as conn:
+        current = dict(conn.execute(INCREMENTAL_TABLES).fetchall())
+        assert len(current) == 13  # every incremental model's table
+    run_dbt(["build", "--quiet"], url=pg_url)
+    with psycopg.connect(pg_url) as conn:
+        assert dict(conn.execute(INCREMENTAL_TABLES).fetchall()) == current  # nothing dropped
+        # as the models' tables were before: no built_at on the marts, no loaded_at on track_summary
+        conn.execute("alter table analytics.pitch_distribution drop column built_at")
+        conn.execute("alter table analytics.velocity_distribution drop column built_at")
+        conn.execute("alter table silver.track_summary drop column loaded_at")
+        tracks = conn.execute("select count(*) from silver.track_summary").fetchone()
+    run_dbt(["build", "--quiet"], url=pg_url)
+    with psycopg.connect(pg_url) as conn:
+        after = dict(conn.execute(INCREMENTAL_TABLES).fetchall())
+        rebuilt = {name for oid, name in current.items() if oid not in after}
+        assert rebuilt == {"analytics.pitch_distribution", "analytics.velocity_distribution", "silver.track_summary"}
+        got, expected = marts(conn), definitions(conn)
+        for name in ("pitch_distribution", "velocity_distribution"):
+            assert got[name] == expected[name], name
+        assert conn.execute("select count(*), count(loaded_at) from silver.track_summary").fetchone() == tracks * 2
