@@ -21,7 +21,22 @@ from __future__ import annotations
 
 import psycopg
 
-DDL = """
+
+def _key_with_profile(table: str, constraint: str, columns: str) -> str:
+    """DDL that moves ``table``'s primary key to ``columns`` once, on a warehouse from before
+    render profiles (whose key lacks ``profile_id``); a no-op on a current one."""
+    return f"""do $$ begin
+    if not exists (select 1 from pg_index i join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey)
+                   where i.indrelid = '{table}'::regclass and i.indisprimary and a.attname = 'profile_id') then
+        alter table {table} drop constraint {constraint};
+        alter table {table} add primary key ({columns});
+    end if;
+end $$;
+"""
+
+
+DDL = (
+    """
 create schema if not exists raw;
 create schema if not exists ops;
 create schema if not exists gold;
@@ -87,14 +102,9 @@ alter table gold.renders add column if not exists note_length text;
 -- the profile '' (none: `dx7lake migrate-profiles` reloads them under their profiles and
 -- drops them), and the key the profile is part of
 alter table gold.renders add column if not exists profile_id text not null default '';
-do $$ begin
-    if not exists (select 1 from pg_index i join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey)
-                   where i.indrelid = 'gold.renders'::regclass and i.indisprimary and a.attname = 'profile_id') then
-        alter table gold.renders drop constraint renders_pkey;
-        alter table gold.renders add primary key (profile_id, content_hash, patch_id);
-    end if;
-end $$;
--- audio features (gold/features.py): null for rows of manifest parts written before them
+"""
+    + _key_with_profile("gold.renders", "renders_pkey", "profile_id, content_hash, patch_id")
+    + """-- audio features (gold/features.py): null for rows of manifest parts written before them
 alter table gold.renders add column if not exists lufs double precision;
 alter table gold.renders add column if not exists true_peak_dbtp double precision;
 alter table gold.renders add column if not exists spectral_centroid_hz double precision;
@@ -155,14 +165,9 @@ create table if not exists ops.render_stats (
     primary key (run_id, profile_id, render_p)
 );
 alter table ops.render_stats add column if not exists profile_id text not null default '';
-do $$ begin
-    if not exists (select 1 from pg_index i join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey)
-                   where i.indrelid = 'ops.render_stats'::regclass and i.indisprimary and a.attname = 'profile_id') then
-        alter table ops.render_stats drop constraint render_stats_pkey;
-        alter table ops.render_stats add primary key (run_id, profile_id, render_p);
-    end if;
-end $$;
-create table if not exists ops.validation_results (
+"""
+    + _key_with_profile("ops.render_stats", "render_stats_pkey", "run_id, profile_id, render_p")
+    + """create table if not exists ops.validation_results (
     run_id text not null,
     check_name text not null,
     checked bigint not null,
@@ -180,6 +185,7 @@ create table if not exists ops.validation_failures (
     primary key (run_id, check_name, key)
 );
 """
+)
 
 # Created by the browser when it first numbers phrases (it may run before any pipeline task).
 BROWSER_DDL = """
