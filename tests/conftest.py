@@ -97,11 +97,12 @@ def build_silver(settings, run_id: str = "test", dbt_args: tuple[str, ...] = ("b
     run_dbt(list(dbt_args), settings=settings)  # raises unless every dbt test passes
 
 
-def build_gold(settings, patches: str) -> None:
-    """Render every pending partition with ``patches`` and load the manifests."""
+def build_gold(settings, patches: str, profiles: list[str] | None = None, partitions: int | None = None) -> None:
+    """Render every pending partition (the first ``partitions`` of them, when given) with
+    ``patches`` in ``profiles`` (the default profile when None) and load the manifests."""
     from dx7lake import stages
 
-    for p in stages.plan_render(settings, patches)["partitions"]:
+    for p in stages.plan_render(settings, patches, profiles)["partitions"][:partitions]:
         stages.render_partition(settings, p, patches)
     stages.load_renders(settings)
 
@@ -159,6 +160,36 @@ def rendered_home(tmp_path_factory, pg_server, chorales):
     build_silver(settings, "rendered")
     build_gold(settings, "epiano,bell")
     return settings
+
+
+@pytest.fixture
+def chromium():
+    """Headless Debian Chromium (a profile of its own, deleted after), driven over DevTools."""
+    from chromium_devtools import DevTools, start_process
+
+    profile = tempfile.mkdtemp(prefix="dx7lake-chromium-")
+    cmd = [
+        require_tool("chromium", "chromium"),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-default-apps",
+        "--no-first-run",
+        "--mute-audio",
+        f"--user-data-dir={profile}",
+        "--remote-debugging-port=0",
+        "about:blank",
+    ]
+    proc, ws_url = start_process(cmd, r"DevTools listening on (ws://\S+)", "stderr")
+    devtools = DevTools(ws_url)
+    yield devtools
+    devtools.close()
+    proc.terminate()
+    proc.wait(timeout=10)
+    shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -9,20 +9,22 @@ roll, and a screenshot of the page.
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 import os
 import re
 import shutil
-import subprocess
 import sys
-import tempfile
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from conftest import require_tool
+from chromium_devtools import start_process
+from conftest import build_gold, build_silver, new_database
+from dx7lake.config import Settings
+from dx7lake.gold.engine import RenderSpec
 
 PAGE_STATE = """
 new Promise((resolve) => {
@@ -45,102 +47,23 @@ new Promise((resolve) => {
 """
 
 
-class DevTools:
-    """The few DevTools-protocol calls the test needs, over one websocket in flat session mode."""
-
-    def __init__(self, ws_url: str) -> None:
-        from websockets.sync.client import connect
-
-        self.ws = connect(ws_url, max_size=64 * 2**20)
-        self.ids = itertools.count(1)
-        self.events: list[dict] = []
-        self.session: str | None = None
-
-    def call(self, method: str, timeout: float = 30.0, **params) -> dict:
-        call_id = next(self.ids)
-        message = {"id": call_id, "method": method, "params": params}
-        if self.session:
-            message["sessionId"] = self.session
-        self.ws.send(json.dumps(message))
-        deadline = time.monotonic() + timeout
-        while True:
-            reply = json.loads(self.ws.recv(timeout=max(0.1, deadline - time.monotonic())))
-            if reply.get("id") == call_id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply["result"]
-            self.events.append(reply)
-
-    def wait_for(self, event: str, timeout: float = 30.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            for i, seen in enumerate(self.events):
-                if seen.get("method") == event:
-                    return self.events.pop(i)
-            self.events.append(json.loads(self.ws.recv(timeout=max(0.1, deadline - time.monotonic()))))
-
-    def open_page(self, width: int, height: int) -> None:
-        target = self.call("Target.createTarget", url="about:blank")["targetId"]
-        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        self.call("Page.enable")
-        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
-
-    def close(self) -> None:
-        self.ws.close()
-
-
-def _start(cmd: list[str], pattern: str, stream: str, env: dict | None = None) -> tuple[subprocess.Popen, str]:
-    """Start a process and return it with the first match of ``pattern`` in its output."""
-    proc = subprocess.Popen(cmd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    pipe = proc.stdout if stream == "stdout" else proc.stderr
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = pipe.readline()
-        if not line and proc.poll() is not None:
-            break
-        match = re.search(pattern, line)
-        if match:
-            return proc, match.group(1)
-    proc.kill()
-    raise RuntimeError(f"{cmd[0]} did not print {pattern!r}: {proc.communicate()}")
+@contextmanager
+def serving(settings) -> Iterator[str]:
+    """``dx7lake serve --port 0`` on ``settings``' home for the block; yields the base URL."""
+    env = os.environ | {"DX7LAKE_PG_URL": settings.pg_url, "DX7LAKE_LAKE": settings.lake_uri}
+    cmd = [str(Path(sys.executable).with_name("dx7lake")), "serve", "--home", str(settings.home), "--port", "0"]
+    proc, url = start_process(cmd, r'"url": "(http://[^"]+)/phrases"', "stdout", env)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 @pytest.fixture
-def served(rendered_home):
-    """``dx7lake serve --port 0`` on the rendered home; yields the base URL."""
-    env = os.environ | {"DX7LAKE_PG_URL": rendered_home.pg_url, "DX7LAKE_LAKE": rendered_home.lake_uri}
-    cmd = [str(Path(sys.executable).with_name("dx7lake")), "serve", "--home", str(rendered_home.home), "--port", "0"]
-    proc, url = _start(cmd, r'"url": "(http://[^"]+)/phrases"', "stdout", env)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
-
-
-@pytest.fixture
-def chromium():
-    profile = tempfile.mkdtemp(prefix="dx7lake-chromium-")
-    cmd = [
-        require_tool("chromium", "chromium"),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-default-apps",
-        "--no-first-run",
-        "--mute-audio",
-        f"--user-data-dir={profile}",
-        "--remote-debugging-port=0",
-        "about:blank",
-    ]
-    proc, ws_url = _start(cmd, r"DevTools listening on (ws://\S+)", "stderr")
-    devtools = DevTools(ws_url)
-    yield devtools
-    devtools.close()
-    proc.terminate()
-    proc.wait(timeout=10)
-    shutil.rmtree(profile, ignore_errors=True)
+def served(rendered_home) -> Iterator[str]:
+    with serving(rendered_home) as url:
+        yield url
 
 
 def test_phrase_page_plays_and_shows_its_spectrogram(served, chromium, tmp_path):
@@ -196,3 +119,61 @@ def test_stats_page_shows_its_plots_and_a_preview_plays(served, chromium):
     assert all(p[1:] == [720, 300] for p in state["plots"])
     assert state["previewError"] is None
     assert state["previewDuration"] == pytest.approx(2.5, abs=0.08)  # 4 beats at 120 BPM and a 0.5 s tail
+
+
+@pytest.fixture(scope="module")
+def two_profiles_home(tmp_path_factory, pg_server, chorales) -> Settings:
+    """One chorale rendered with the sine voice in the default profile, and in slow90 (90 BPM)
+    for its first render partition only, so the two profiles list different phrases."""
+    home = tmp_path_factory.mktemp("two-profiles")
+    landing = home / "landing"
+    landing.mkdir()
+    first = sorted(chorales.rglob("*.mid"))[0]
+    shutil.copy(first, landing / first.name)
+    settings = Settings(
+        home=home, lake_uri=str(home / "lake"), source=str(landing), pg_url=new_database(pg_server, "profiles")
+    )
+    build_silver(settings, "profiles", ("build", "--quiet", "--exclude", "path:models/analytics"))
+    build_gold(settings, "sine")
+    build_gold(settings, "sine", ["slow90"], partitions=1)
+    return settings
+
+
+def _listed_phrases(settings: Settings, profile_id: str) -> int:
+    """Silver phrases whose content has a render of ``profile_id`` in the lake's manifests,
+    read here with pyarrow (not through the browser's catalog or gold.renders)."""
+    import pyarrow.parquet as pq
+
+    root = Path(settings.lake_uri) / "gold" / "manifests" / profile_id
+    contents = {h for part in root.rglob("*.parquet") for h in pq.read_table(part).column("content_hash").to_pylist()}
+    with psycopg.connect(settings.pg_url) as conn:
+        phrases = conn.execute("select content_hash from silver.phrases").fetchall()
+    return sum(h in contents for (h,) in phrases)
+
+
+INDEX_STATE = """(() => ({
+  url: location.href,
+  total: Number(document.querySelector("header .muted").textContent.match(/(\\d+) phrases/)[1]),
+  rows: [...document.querySelectorAll("tbody td.num:first-child a")].map((a) => a.getAttribute("href")),
+  picked: [...document.querySelectorAll("nav.profiles a.on")].map((a) => a.textContent),
+}))()"""
+
+
+def test_index_profile_picker_opens_the_other_profiles_listing(two_profiles_home, chromium):
+    default, slow = RenderSpec().profile_id, RenderSpec(bpm=90.0).profile_id
+    expected = {default: _listed_phrases(two_profiles_home, default), slow: _listed_phrases(two_profiles_home, slow)}
+    assert 0 < expected[slow] < expected[default], "slow90 must list fewer phrases than the default to be told apart"
+    with serving(two_profiles_home) as url:
+        chromium.open_page(1100, 1000)
+        chromium.navigate(f"{url}/phrases?size=200")
+        before = chromium.evaluate(INDEX_STATE)
+        assert before["url"] == f"{url}/phrases?size=200" and before["picked"] == ["default"]
+        assert before["total"] == len(before["rows"]) == expected[default]
+        chromium.events.clear()
+        chromium.click("nav.profiles a:not(.on)")  # the picker's other profile, as a user clicks it
+        chromium.wait_for("Page.loadEventFired")
+        after = chromium.evaluate(INDEX_STATE)
+    assert after["url"] == f"{url}/profiles/{slow}/phrases"
+    assert after["picked"] == ["slow90"]
+    assert after["total"] == len(after["rows"]) == expected[slow]  # fewer than one page of 50
+    assert all(re.fullmatch(rf"/profiles/{slow}/phrases/\d+", href) for href in after["rows"])
