@@ -82,7 +82,11 @@ def timeout(stage: str):
         "velocity_scale": Param(
             None, type=["null", "number"], exclusiveMinimum=0, maximum=4, description="ad-hoc profile: velocity ×"
         ),
-        "release": Param("", type="string", description="release name under <lake>/releases/ (empty: no release)"),
+        # nullable: Airflow's trigger form takes a field whose type lacks "null" as required, and
+        # an empty required field keeps its Trigger button disabled
+        "release": Param(
+            None, type=["null", "string"], description="release name under <lake>/releases/ (empty: no release)"
+        ),
         "release_split": Param("song", type="string", enum=["song", "patch"], description="release split rule"),
     },
     doc_md=__doc__,

@@ -71,7 +71,12 @@ class DevTools:
         """Poll a JavaScript expression until it is truthy; its value (fails after ``timeout``)."""
         deadline = time.monotonic() + timeout
         while True:
-            value = self.evaluate(expression)
+            try:
+                value = self.evaluate(expression)
+            except RuntimeError as error:  # the page navigated while the expression ran: ask the next one
+                if "navigated" not in str(error) and "context" not in str(error):
+                    raise
+                value = None
             if value:
                 return value
             if time.monotonic() > deadline:

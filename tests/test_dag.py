@@ -137,4 +137,4 @@ def test_release_task_follows_validation_and_publishes_its_asset():
     task = dag.get_task("release")
     assert [a.name for a in task.outlets] == ["dx7lake_release"]
     assert {"validate", "analytics"} <= task.upstream_task_ids
-    assert dag.params["release"] == "" and dag.params["release_split"] == "song"
+    assert dag.params["release"] is None and dag.params["release_split"] == "song"
