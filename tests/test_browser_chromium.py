@@ -1,9 +1,10 @@
-"""A real browser on a phrase page and the stats page: headless Debian Chromium driven over the DevTools protocol.
+"""A real browser on a phrase page, the stats page and the index's profile picker: headless
+Debian Chromium driven over the DevTools protocol (tests/chromium_devtools.py).
 
-The browser is served by ``dx7lake serve`` (the CLI contract), Chromium downloads nothing
-(background networking, component updates and sync are off), and the test checks what a
+The browser is served by ``dx7lake serve`` (the CLI contract), and the tests check what a
 listener gets: audio whose duration is known, a spectrogram image that decoded, a piano
-roll, and a screenshot of the page.
+roll, a screenshot of the page; and that a click on another profile in the index's picker
+lists that profile's renders.
 """
 
 from __future__ import annotations
