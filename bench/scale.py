@@ -124,7 +124,11 @@ def stage(name: str, home: str, patches: str, run_id: str) -> dict:
         results = [
             stages.render_partition(settings, p, patches) for p in json.loads((Path(home) / "plan.json").read_text())
         ]
-        return {"rows": sum(r["rendered"] for r in results), "seconds": round(time.time() - started, 3)}
+        return {
+            "rows": sum(r["rendered"] for r in results),
+            "seconds": round(time.time() - started, 3),
+            "pool_cpu_seconds": sum(r["pool_cpu_seconds"] for r in results),
+        }
     if name == "load_renders":
         r = stages.load_renders(settings, run_id)
         return {"rows": r["rows_loaded"], "parts": r["parts_loaded"], "seconds": r["seconds"]}
@@ -153,7 +157,9 @@ def _child_main(args: argparse.Namespace) -> None:
     result = stage(args.stage, args.home, args.patches, args.run_id)
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     result["peak_rss_mib"] = round(max(own.ru_maxrss, kids.ru_maxrss) / 1024, 1)
-    result["cpu_seconds"] = round(own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime, 3)
+    # render's pool workers belong to a forkserver that outlives this measure: they report their own
+    own_cpu = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    result["cpu_seconds"] = round(own_cpu + result.pop("pool_cpu_seconds", 0.0), 3)
     print(json.dumps(result), flush=True)
 
 

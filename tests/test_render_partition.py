@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 import re
+import time
 
 import pytest
 import soundfile as sf
@@ -71,9 +72,16 @@ def test_partition_writes_objects_and_contract_manifests_and_rerun_writes_nothin
 def test_two_workers_write_exactly_what_one_worker_writes(tmp_path):
     one, two = LocalLake(tmp_path / "one"), LocalLake(tmp_path / "two")
     voices = choose_voices("bell,organ")
-    render_partition(one, 0, iter(contents(48)), voices, SPEC, workers=1, batch_size=8)
+    cpu_before = time.process_time()
+    alone = render_partition(one, 0, iter(contents(48)), voices, SPEC, workers=1, batch_size=8)
+    cpu_alone = time.process_time() - cpu_before
     stats = render_partition(two, 0, iter(contents(48)), voices, SPEC, workers=2, batch_size=8, pool_min_renders=0)
     assert stats["workers"] == min(2, len(os.sched_getaffinity(0))) and stats["rendered"] == 96
+    # in-process work is this process's own CPU time; a pool's is counted by its workers, and is
+    # about what the same renders cost here (the OS's count for this process, not the pool's)
+    assert alone["pool_cpu_seconds"] == 0.0
+    if stats["workers"] > 1:
+        assert 0.3 * cpu_alone < stats["pool_cpu_seconds"] < 3 * cpu_alone
     unstamped = [re.sub(r"part-\d{8}T\d{12}Z-", "part-", k) for k in one.list()]  # parts carry their time
     assert unstamped == [re.sub(r"part-\d{8}T\d{12}Z-", "part-", k) for k in two.list()]
     assert all(one.get(a) == two.get(b) for a, b in zip(one.list(), two.list(), strict=True))

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import resource
 import tempfile
 import time
@@ -302,13 +303,16 @@ class Batch:
 
 
 def _render_batch(batch: Batch) -> tuple[list[tuple[bytes, dict]], dict]:
-    """FLACs and rows of a batch, with the engine counts and this worker's peak RSS."""
+    """FLACs and rows of a batch, with the engine counts, this worker's peak RSS and the CPU
+    seconds the batch took in it (a pool worker's CPU time reaches no parent's rusage: the
+    forkserver that reaps it outlives the task)."""
     renderer: PhraseRenderer = _worker["renderer"]
-    before = renderer.engine.stats()
+    before, cpu_before = renderer.engine.stats(), time.process_time()
     renders = [renderer.render(batch.voice, content_hash, notes) for content_hash, notes in batch.items]
     after = renderer.engine.stats()
     stats = {k: after[k] - before[k] for k in after}
     stats["peak_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    stats["cpu_seconds"], stats["pid"] = time.process_time() - cpu_before, os.getpid()
     return renders, stats
 
 
@@ -424,6 +428,7 @@ def render_partition(
                     yield Batch(voice, todo)
 
     written = reused = calls = hits = manifests = rss = 0
+    pool_cpu = 0.0
     with ExitStack() as stack:
         writers = {v.patch_id: ManifestWriter(stack.enter_context(tempfile.TemporaryFile())) for v in voices}
         storing = stack.enter_context(ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="gold-store"))
@@ -437,6 +442,7 @@ def render_partition(
                 written += stored.popleft().result()
             calls, hits = calls + stats["engine_calls"], hits + stats["memo_hits"]
             rss = max(rss, stats["peak_rss_kib"])
+            pool_cpu += stats["cpu_seconds"] if stats["pid"] != os.getpid() else 0.0
         while stored:
             written += stored.popleft().result()
         reused = sum(w.count for w in writers.values()) - written
@@ -457,6 +463,7 @@ def render_partition(
         "seconds": round(time.perf_counter() - started, 3),
         "memo_hit_rate": round(hits / (hits + calls), 4) if calls + hits else 0.0,
         "worker_peak_rss_mib": round(rss / 1024, 1),
+        "pool_cpu_seconds": round(pool_cpu, 3),
     }
 
 
