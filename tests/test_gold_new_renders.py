@@ -11,12 +11,11 @@ a warehouse from before the column gets it, each old row its partition's load ti
 
 from __future__ import annotations
 
-import hashlib
-
 import psycopg
 import pyarrow as pa
 import pytest
 
+from bench.synthetic import synthetic_manifest
 from dx7lake.warehouse import load as warehouse
 from dx7lake.warehouse import schema
 from dx7lake.warehouse.transform import invoke_dbt
@@ -30,25 +29,7 @@ RANGE_TEST = "source_accepted_values_gold_renders_sample_rate__False__16000__220
 
 
 def manifest_part(start: int, n: int, key_of=None) -> pa.Table:
-    """``n`` manifest rows of plausible renders, contents ``start`` .. ``start + n - 1``."""
-    hashes = [hashlib.md5(str(i).encode()).hexdigest() for i in range(start, start + n)]
-    return pa.table(
-        {
-            "content_hash": hashes,
-            "patch_id": [PATCH] * n,
-            "key": [key_of(h) if key_of else f"gold/renders/{PROFILE}/{PATCH}/{h}.flac" for h in hashes],
-            "sha256": [hashlib.sha256(h.encode()).hexdigest() for h in hashes],
-            "bytes": pa.array([1000] * n, pa.int64()),
-            "sample_rate": pa.array([44100] * n, pa.int32()),
-            "duration_s": [2.0] * n,
-            "peak": [0.5] * n,
-            "rms": [0.1] * n,
-            "bpm": [120.0] * n,
-            "notes": [[[0.0, 1.0, 60, 100]]] * n,
-            "note_length": ["until-silent"] * n,
-            "profile": ['{"sample_rate": 44100}'] * n,
-        }
-    )
+    return synthetic_manifest(start, n, PROFILE, PATCH, key_of)
 
 
 def load(conn: psycopg.Connection, run_id: str, parts: list[tuple[int, pa.Table]]) -> None:
