@@ -1,4 +1,5 @@
-"""Synthetic bronze notes at any scale, for the load/dbt benchmark and the silver tests.
+"""Synthetic bronze notes at any scale, for the load/dbt benchmark and the silver tests (and
+gold manifest rows, for the benchmark and tests of the gold source's dbt tests).
 
 Songs are built from a small library of 4-beat motifs, so identical phrase contents recur
 across songs and across splits the way real corpora repeat riffs and cadences: that is
@@ -88,3 +89,27 @@ def synthetic_notes(
 def partitions(table: pa.Table) -> dict[str, pa.Table]:
     """The table split by bronze partition ``p``."""
     return {p: table.filter(pc.equal(table.column("p"), p)) for p in sorted(set(table.column("p").to_pylist()))}
+
+
+def synthetic_manifest(start: int, n: int, profile_id: str, patch_id: str, key_of=None) -> pa.Table:
+    """``n`` gold manifest rows of plausible renders (levels, rate and rule in range), contents
+    ``start`` .. ``start + n - 1``: what load_manifest_parts loads, without rendering.
+    ``key_of(content_hash)`` gives a row's FLAC key (default: its own)."""
+    hashes = [_hex(str(i)) for i in range(start, start + n)]
+    return pa.table(
+        {
+            "content_hash": hashes,
+            "patch_id": [patch_id] * n,
+            "key": [key_of(h) if key_of else f"gold/renders/{profile_id}/{patch_id}/{h}.flac" for h in hashes],
+            "sha256": [hashlib.sha256(h.encode()).hexdigest() for h in hashes],
+            "bytes": pa.array([1000] * n, pa.int64()),
+            "sample_rate": pa.array([44100] * n, pa.int32()),
+            "duration_s": [2.0] * n,
+            "peak": [0.5] * n,
+            "rms": [0.1] * n,
+            "bpm": [120.0] * n,
+            "notes": [[[0.0, 1.0, 60, 100]]] * n,
+            "note_length": ["until-silent"] * n,
+            "profile": ['{"sample_rate": 44100}'] * n,
+        }
+    )

@@ -361,6 +361,44 @@ def test_stereo_wrong_rate_nan_levels_and_a_stale_sha_each_print_their_fail_line
     assert not _failures(run)
 
 
+def test_the_runs_dbt_tests_fail_on_a_render_it_loaded_and_leave_an_old_one_to_the_full_audit(run):
+    """Validation's dbt tests of the gold source read the renders the latest loading run
+    loaded (gold.renders.loaded_at): a NaN peak in a part this run loads fails them; the same
+    damage on a render no later load touched fails only --full."""
+    lake = open_lake(run.lake_uri)
+    manifest = manifest_parts(lake, PID, _patch_id())[0]
+    table = lake.read_parquet(manifest)
+    bad, clean = table.slice(0, 1), table.slice(1, 1)
+    key = bad.column("key")[0].as_py()
+
+    def dbt_failures(result) -> set[str]:
+        return {f["key"] for f in result.failures if f["check"] == "dbt_gold"}
+
+    parts = [part_key(*part_partition(manifest), [key])]
+    try:
+        nan = bad.set_column(bad.schema.get_field_index("peak"), "peak", pa.array([float("nan")], pa.float64()))
+        lake.put_parquet(parts[0], nan)
+        stages.load_renders(run, "loads-a-nan")
+        new = validate_run(run, [_patch_id()], run_id="loads-a-nan", audit=0)
+        assert any("gold_renders_levels_in_range" in k for k in dbt_failures(new)), new.failures
+
+        lake.delete(parts.pop())
+        stages.load_renders(run, "restores", reload=True)
+        with psycopg.connect(run.pg_url) as conn:
+            conn.execute("update gold.renders set peak = 'NaN' where key = %s", (key,))
+        parts.append(part_key(*part_partition(manifest), [clean.column("key")[0].as_py()]))
+        lake.put_parquet(parts[0], clean)  # a later run loads another render, unchanged
+        stages.load_renders(run, "later")
+        assert dbt_failures(validate_run(run, [_patch_id()], run_id="later", audit=0)) == set()
+        full = validate_run(run, [_patch_id()], full=True)
+        assert any("gold_renders_levels_in_range" in k for k in dbt_failures(full)), full.failures
+    finally:
+        for part in parts:
+            lake.delete(part)
+        stages.load_renders(run, reload=True)
+    assert not _failures(run)
+
+
 def test_a_render_the_warehouse_lacks_is_planned_and_named_by_coverage(run):
     """gold.renders without one render of the run's profile: planning renders its partition
     again (in that profile) and coverage names its key."""

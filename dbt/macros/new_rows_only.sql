@@ -6,7 +6,11 @@
     - per note or per file (raw notes and the views on them, track_summary, rejected_phrases):
       the files of the bronze parts the latest loading run loaded (raw.bronze_parts, by midi_id);
     - incremental models stamped with built_at: the rows of their latest build (built_at is one
-      transaction's timestamp, so max(built_at) is exactly the latest build's rows).
+      transaction's timestamp, so max(built_at) is exactly the latest build's rows);
+    - gold.renders (the gold source, tested by every run's validation): the rows the latest
+      loading run upserted, by loaded_at, which load_renders stamps in the transaction that also
+      writes the part's row in the ledger gold.manifest_parts: every row loaded at or after the
+      ledger's first part of that run (by run_id, the latest loaded part's).
     Tests are stateless: a rerun of a test task (or `dbt test` after `dbt build`, as Cosmos runs
     them) checks the same rows. A row a failed run left is checked again only while it is the
     newest, or by the deep audit.
@@ -32,6 +36,7 @@
         'int_file_programs': 'built',
         'int_file_pitches': 'built',
         'int_file_velocities': 'built',
+        'renders': 'loaded',
     }.get(relation.identifier) -%}
     {%- if var('full_tests') or not newness -%}
         {{ return(none) }}
@@ -47,6 +52,17 @@
             {{ return("built_at = '" ~ newest ~ "'::timestamptz") }}
         {%- endif -%}
         {{ return('built_at = (select max(built_at) from ' ~ relation ~ ')') }}
+    {%- elif newness == 'loaded' -%}
+        {%- set ledger = api.Relation.create(database=relation.database, schema='gold', identifier='manifest_parts') -%}
+        {%- set since = '(select min(loaded_at) from ' ~ ledger ~ ' where run_id is not distinct from ('
+            ~ 'select run_id from ' ~ ledger ~ ' order by loaded_at desc limit 1))' -%}
+        {#- as a literal when the test runs, as built_at above: the planner then reads the run's
+            rows by the loaded_at index; none (the whole table) while the ledger is empty -#}
+        {%- if execute and load_relation(ledger) is not none -%}
+            {%- set first = run_query('select ' ~ since ~ '::text').columns[0].values()[0] -%}
+            {{ return("loaded_at >= '" ~ first ~ "'::timestamptz" if first else none) }}
+        {%- endif -%}
+        {{ return('loaded_at >= ' ~ since) }}
     {%- else -%}
         {%- set parts = api.Relation.create(database=relation.database, schema='raw', identifier='bronze_parts') -%}
         {{ return(

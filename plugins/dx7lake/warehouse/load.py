@@ -158,11 +158,15 @@ def load_manifest_parts(
     gold.renders and record them in the ledger, in one transaction (one COPY, one upsert: a
     run's new parts cost one round trip, not one each). A content a later part repeats takes
     the later row: parts come in key order, which is the order they were written. The
-    profiles the parts name are registered in gold.profiles (unnamed, unless known)."""
+    profiles the parts name are registered in gold.profiles (unnamed, unless known).
+
+    Every row upserted takes ``loaded_at`` = now() (the transaction's time, as its parts' in
+    the ledger): dbt's tests of the gold source read the rows of the latest loading run by it
+    (dbt/macros/new_rows_only.sql), a reload's rows included."""
     with conn.transaction():
         conn.execute(
-            "create temp table if not exists stage_renders (like gold.renders) on commit delete rows;"
-            " alter table stage_renders add column if not exists part_no integer"
+            "create temp table if not exists stage_renders (like gold.renders including defaults)"
+            " on commit delete rows; alter table stage_renders add column if not exists part_no integer"
         )
         conn.execute("truncate stage_renders")
         with conn.cursor().copy(f"copy stage_renders ({RENDER_COLUMNS}, part_no) from stdin") as copy:
@@ -188,7 +192,7 @@ def load_manifest_parts(
                             part_no,
                         )
                     )
-        updates = ", ".join(f"{c} = excluded.{c}" for c in RENDER_COLUMNS.split(", ")[3:])
+        updates = ", ".join(f"{c} = excluded.{c}" for c in [*RENDER_COLUMNS.split(", ")[3:], "loaded_at"])
         conn.execute(
             f"insert into gold.renders ({RENDER_COLUMNS}) select distinct on ({RENDER_KEY}) "
             f"{RENDER_COLUMNS} from stage_renders order by {RENDER_KEY}, part_no desc "

@@ -7,7 +7,9 @@ columns must match these). Each schema has one writer:
 - ``raw.detailed_notes``: the bronze copy (``load.load_bronze_part``);
 - ``raw.bronze_parts``: the ledger of bronze parts loaded (their files, rows, run, time),
   written with the part's rows; dbt's ``int_phrases`` reads it to take only new files;
-- ``gold.renders``: the gold manifests, latest row per (profile, content, patch) (``load.load_manifest_parts``);
+- ``gold.renders``: the gold manifests, latest row per (profile, content, patch), with the time
+  each was loaded (``loaded_at``: what dbt's tests of the gold source tell new renders by)
+  (``load.load_manifest_parts``);
 - ``gold.manifest_parts``: the ledger of manifest parts loaded, by run (``load.load_manifest_parts``);
 - ``gold.profiles``: the render profiles, id, name and canonical form (``load.register_profiles``
   for the profiles a run picks, ``load.load_manifest_parts`` for those its parts name);
@@ -34,6 +36,25 @@ def _key_with_profile(table: str, constraint: str, columns: str) -> str:
 end $$;
 """
 
+
+# gold.renders.loaded_at (when a load last upserted the row), added to a warehouse from before
+# it: an old row takes the newest load of its partition in the ledger (an upper bound of its
+# own, so no row of the latest loading run escapes the run's tests), -infinity when the ledger
+# has none (legacy rows); new rows take now(). Runs once (after the ledger's DDL, which it
+# reads): one update of every row, a rewrite of the table.
+_LOADED_AT = """do $$ begin
+    if not exists (select 1 from pg_attribute where attrelid = 'gold.renders'::regclass
+                   and attname = 'loaded_at' and not attisdropped) then
+        alter table gold.renders add column loaded_at timestamptz;
+        update gold.renders as r set loaded_at = l.loaded_at
+        from (select profile_id, patch_id, render_p, max(loaded_at) as loaded_at
+              from gold.manifest_parts group by profile_id, patch_id, render_p) as l
+        where (l.profile_id, l.patch_id, l.render_p) = (r.profile_id, r.patch_id, r.render_p);
+        update gold.renders set loaded_at = '-infinity' where loaded_at is null;
+        alter table gold.renders alter column loaded_at set not null, alter column loaded_at set default now();
+    end if;
+end $$;
+"""
 
 DDL = (
     """
@@ -95,6 +116,7 @@ create table if not exists gold.renders (
     render_p integer not null,
     note_length text,
     profile_id text not null,
+    loaded_at timestamptz not null default now(),
     primary key (profile_id, content_hash, patch_id)
 );
 alter table gold.renders add column if not exists note_length text;
@@ -125,6 +147,10 @@ create table if not exists gold.manifest_parts (
 );
 create index if not exists manifest_parts_run on gold.manifest_parts (run_id);
 alter table gold.manifest_parts add column if not exists profile_id text not null default '';
+"""
+    + _LOADED_AT
+    + """create index if not exists renders_loaded_at on gold.renders (loaded_at);
+create index if not exists renders_key on gold.renders (key);
 create table if not exists gold.profiles (
     profile_id text primary key,
     name text,
