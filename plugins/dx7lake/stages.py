@@ -161,7 +161,10 @@ def render_partition(settings: Settings, work: Sequence, patches: str | None) ->
     profile: ``work`` is a (profile id, partition) pair of ``plan_render``'s (which
     registered the profile).
 
-    Contents stream from a server-side cursor, so a partition of any size is read in batches.
+    Contents stream from a server-side cursor, so a partition of any size is read in batches,
+    and only those gold.renders lacks for a chosen voice: a rerun that adds a few contents to
+    a partition streams those, not the partition (what was rendered but not yet loaded, the
+    partition's manifest parts tell; ``contents`` counts what was streamed).
     """
     profile_id, render_p = str(work[0]), int(work[1])
     voices = voices_of(settings, patches)
@@ -171,7 +174,14 @@ def render_partition(settings: Settings, work: Sequence, patches: str | None) ->
         cursor = conn.cursor(name="phrase_contents")
         cursor.itersize = 2000
         cursor.execute(
-            "select content_hash, notes from silver.phrase_contents where p = %s order by content_hash", (render_p,)
+            """select c.content_hash, c.notes from silver.phrase_contents c
+               where c.p = %s and exists (
+                   select 1 from unnest(%s::text[]) as v(patch_id)
+                   where not exists (
+                       select 1 from gold.renders r
+                       where r.profile_id = %s and r.content_hash = c.content_hash and r.patch_id = v.patch_id))
+               order by c.content_hash""",
+            (render_p, [v.patch_id for v in voices], profile_id),
         )
         contents = ((h, [(float(s), float(d), int(v), int(n)) for s, d, v, n in notes]) for h, notes in cursor)
         result = render.render_partition(
