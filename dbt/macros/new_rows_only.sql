@@ -7,9 +7,10 @@
       the files of the bronze parts the latest loading run loaded (raw.bronze_parts, by midi_id);
     - incremental models stamped with built_at: the rows of their latest build (built_at is one
       transaction's timestamp, so max(built_at) is exactly the latest build's rows).
-    Tests are stateless: a rerun of a test task (or `dbt test` after `dbt build`, as Cosmos runs
-    them) checks the same rows. A row a failed run left is checked again only while it is the
-    newest, or by the deep audit.
+    Tests are stateless: they read the newest rows when they run, so `dbt test` after
+    `dbt build` checks the same rows, and so does the retry of a model's Airflow task (`dbt build`
+    on that model: its build finds nothing new, then its tests run again). A row a failed run
+    left is checked again only while it is the newest, or by the deep audit.
 
     new_keys_only(relation, columns): every row sharing a key with a new row, old rows too: what
     a key test (unique, unique_combination) must read so a new row repeating an old key is caught
