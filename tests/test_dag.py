@@ -48,11 +48,64 @@ def test_dag_shape():
 
     assert isinstance(dag.get_task("render"), MappedOperator)
     assert isinstance(dag.get_task("load"), MappedOperator)
-    # dbt tests run as their own tasks, right after their model
-    assert "dbt_silver.phrases.test" in ids
     # the DAG file holds wiring only: no dx7lake business module imported at parse time
     source = (REPO / "dags" / "dx7lake_pipeline.py").read_text()
     assert "from dx7lake import stages" in source and "\nfrom dx7lake import stages" not in source
+
+
+def _silver_in_manifest() -> tuple[dict[str, set[str]], set[str], dict[str, set[str]]]:
+    """Read from dbt's own manifest, not from Cosmos: the silver models with the silver nodes
+    they read, the sources with data tests, and the tests spanning two models with those models
+    (silver: every node outside models/analytics, which a later task builds)."""
+    manifest = json.loads((REPO / "dbt" / "target" / "manifest.json").read_text())
+    nodes = {**manifest["nodes"], **manifest["sources"]}
+    silver = {k for k, n in nodes.items() if not n["original_file_path"].startswith("models/analytics/")}
+
+    def name(key: str) -> str:
+        node = nodes[key]
+        return f"{node['source_name']}_{node['name']}" if node["resource_type"] == "source" else node["name"]
+
+    def parents(key: str) -> set[str]:
+        return {name(p) for p in nodes[key]["depends_on"]["nodes"] if p in silver}
+
+    models = {name(k): parents(k) for k in silver if nodes[k]["resource_type"] == "model"}
+    tests = [k for k in silver if nodes[k]["resource_type"] == "test"]
+    tested_sources = {
+        name(p) for k in tests for p in nodes[k]["depends_on"]["nodes"] if p.startswith("source.") and p in silver
+    }
+    two_model_tests = {name(k): parents(k) for k in tests if len(nodes[k]["depends_on"]["nodes"]) > 1}
+    return models, tested_sources, two_model_tests
+
+
+def test_dbt_runs_one_build_per_model_with_its_tests_and_source_tests_first():
+    """One dbt invocation per model (``dbt build``: the model, then its tests), per tested
+    source (its tests, before any model reads it) and per test spanning two models (once
+    both are built); no ``dbt source freshness`` (the sources declare none)."""
+    dag = _dag()
+    models, sources, two_model_tests = _silver_in_manifest()
+    task_of = {m: f"dbt_silver.{m}_model_build" for m in models}
+    task_of |= {s: f"dbt_silver.{s}_source_test" for s in sources}
+    tests_of = {t: f"dbt_silver.{t}_test" for t in two_model_tests}
+    dbt_tasks = {t.task_id: t for t in dag.tasks if t.task_id.startswith("dbt_silver.")}
+    assert set(dbt_tasks) == set(task_of.values()) | set(tests_of.values())
+    assert len(dbt_tasks) == 20  # 12 models, 3 tested sources, 5 two-model tests (was 34 tasks)
+    for model, reads in models.items():
+        task = dbt_tasks[task_of[model]]
+        assert task.base_cmd == ["build"] and task.select.startswith("fqn:") and task.select.endswith(f".{model}")
+        assert task.upstream_task_ids >= {task_of[r] for r in reads}, model  # sources' tests first
+        # its two-model tests are left to their own task, which waits for the other model too
+        assert {t for t, between in two_model_tests.items() if model in between} <= set(task.exclude.split())
+    for source in sources:
+        task = dbt_tasks[task_of[source]]
+        assert task.base_cmd == ["test"] and task.select.startswith("source:"), source
+        assert {u for u in task.upstream_task_ids if u.startswith("dbt_silver.")} == set()
+    for test, between in two_model_tests.items():
+        assert dbt_tasks[tests_of[test]].upstream_task_ids == {task_of[m] for m in between}, test
+    assert not [t for t in dbt_tasks.values() if "freshness" in t.base_cmd]
+    # the run publishes silver only once every dbt task succeeded
+    assert set(dag.get_task("plan_render").upstream_task_ids) <= set(dbt_tasks)
+    leaves = {t for t, task in dbt_tasks.items() if not task.downstream_task_ids - {"plan_render"}}
+    assert leaves <= set(dag.get_task("plan_render").upstream_task_ids)
 
 
 # Tasks that must not retry, with the reason; every other task retries (docs/ARCHITECTURE.md,
@@ -95,7 +148,7 @@ def test_every_task_retries_with_backoff_and_has_its_stage_timeout():
 def test_the_failure_policy_follows_the_environment_the_dag_is_parsed_in():
     parse = PARSE.replace(
         'print(json.dumps({"errors"',
-        'd = bag.dags["dx7lake"]; r = d.get_task("render"); b = d.get_task("dbt_silver.phrases.run")\n'
+        'd = bag.dags["dx7lake"]; r = d.get_task("render"); b = d.get_task("dbt_silver.phrases_model_build")\n'
         'print(json.dumps({"render": r.execution_timeout.total_seconds(), "retries": r.retries,'
         ' "run": d.dagrun_timeout.total_seconds(), "dbt": b.execution_timeout.total_seconds(),'
         ' "tasks": d.max_active_tasks}))\n'

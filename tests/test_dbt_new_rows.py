@@ -21,7 +21,7 @@ SELECT = ["--select", "source:raw.detailed_notes", "phrase_contents", "phrases"]
 
 
 def failing(url: str, *extra: str) -> set[str]:
-    """The names of the data tests of SELECT that fail (dbt test, as a run's test task calls it)."""
+    """The names of the data tests of SELECT that fail (dbt test: the tests a run's tasks run after each build)."""
     result = invoke_dbt(["test", "--quiet", *SELECT, *extra], url=url)
     assert result.result is not None, result.exception
     return {r.node.name for r in result.result.results if str(r.status) not in ("pass", "success")}

@@ -11,9 +11,10 @@
       loading run upserted, by loaded_at, which load_renders stamps in the transaction that also
       writes the part's row in the ledger gold.manifest_parts: every row loaded at or after the
       ledger's first part of that run (by run_id, the latest loaded part's).
-    Tests are stateless: a rerun of a test task (or `dbt test` after `dbt build`, as Cosmos runs
-    them) checks the same rows. A row a failed run left is checked again only while it is the
-    newest, or by the deep audit.
+    Tests are stateless: they read the newest rows when they run, so `dbt test` after
+    `dbt build` checks the same rows, and so does the retry of a model's Airflow task (`dbt build`
+    on that model: its build finds nothing new, then its tests run again). A row a failed run
+    left is checked again only while it is the newest, or by the deep audit.
 
     new_keys_only(relation, columns): every row sharing a key with a new row, old rows too: what
     a key test (unique, unique_combination) must read so a new row repeating an old key is caught
