@@ -11,9 +11,9 @@ import time
 
 import pytest
 import soundfile as sf
-from conftest import build_gold, build_silver
 from engine_reference import assert_sounds_like_its_row
 
+from conftest import build_gold, build_silver
 from dx7lake.gold.patches import choose_voices
 from dx7lake.gold.render import (
     MANIFEST_SCHEMA,
