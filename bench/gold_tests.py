@@ -13,14 +13,13 @@ are fresh (as autovacuum's analyze leaves them) before the run's load.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 
 import psycopg
 
 from bench.synthetic import synthetic_manifest
+from bench.warehouse import temporary_warehouse
 from dx7lake.warehouse import load as warehouse
-from dx7lake.warehouse import schema
 from dx7lake.warehouse.transform import invoke_dbt
 
 PROFILE, PATCH, PARTITIONS = "bench-profile", "bench-patch", 16
@@ -46,33 +45,25 @@ def _test_seconds(url: str, *extra: str) -> tuple[float, int]:
 
 
 def run() -> dict:
-    import pgserver
-
     old = int(os.environ.get("DX7LAKE_BENCH_RENDERS", 500_000))
     new = int(os.environ.get("DX7LAKE_BENCH_NEW", 64))
-    with tempfile.TemporaryDirectory(prefix="dx7lake-bench-") as tmp:
-        server = pgserver.get_server(tmp, cleanup_mode="delete")
-        try:
-            url = server.get_uri()
-            with psycopg.connect(url, autocommit=True) as conn:
-                schema.ensure_schema(conn)
-                warehouse.register_profiles(conn, [(PROFILE, "bench", '{"sample_rate": 44100}')])
-                conn.execute(OLD_RENDERS, (old,))
-                conn.execute(
-                    "insert into gold.manifest_parts (key, profile_id, patch_id, render_p, rows, run_id, loaded_at)"
-                    " select 'gold/manifests/old/p=' || p, %s, %s, p, %s, 'run-old', now() - interval '1 day'"
-                    " from generate_series(0, %s) as p",
-                    (PROFILE, PATCH, old // PARTITIONS, PARTITIONS - 1),
-                )
-                conn.execute("vacuum analyze gold.renders")
-                part = synthetic_manifest(0, new, PROFILE, PATCH)
-                warehouse.load_manifest_parts(conn, [("gold/manifests/new/p=0", PROFILE, PATCH, 0, part)], "run-new")
-            # each timed after an untimed one with the same vars: dbt parses the project again
-            # when its vars change, and that start-up is no test's cost
-            run_s, tests = [_test_seconds(url) for _ in range(2)][1]
-            full_s, _ = [_test_seconds(url, "--vars", "{full_tests: true}") for _ in range(2)][1]
-        finally:
-            server.cleanup()
+    with temporary_warehouse() as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            warehouse.register_profiles(conn, [(PROFILE, "bench", '{"sample_rate": 44100}')])
+            conn.execute(OLD_RENDERS, (old,))
+            conn.execute(
+                "insert into gold.manifest_parts (key, profile_id, patch_id, render_p, rows, run_id, loaded_at)"
+                " select 'gold/manifests/old/p=' || p, %s, %s, p, %s, 'run-old', now() - interval '1 day'"
+                " from generate_series(0, %s) as p",
+                (PROFILE, PATCH, old // PARTITIONS, PARTITIONS - 1),
+            )
+            conn.execute("vacuum analyze gold.renders")
+            part = synthetic_manifest(0, new, PROFILE, PATCH)
+            warehouse.load_manifest_parts(conn, [("gold/manifests/new/p=0", PROFILE, PATCH, 0, part)], "run-new")
+        # each timed after an untimed one with the same vars: dbt parses the project again
+        # when its vars change, and that start-up is no test's cost
+        run_s, tests = [_test_seconds(url) for _ in range(2)][1]
+        full_s, _ = [_test_seconds(url, "--vars", "{full_tests: true}") for _ in range(2)][1]
     return {
         "name": "gold_tests",
         "renders": old + new,

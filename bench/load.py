@@ -15,15 +15,14 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 
 import psycopg
 
 from bench.synthetic import partitions, synthetic_notes
+from bench.warehouse import temporary_warehouse
 from dx7lake.bronze import BRONZE_SCHEMA
 from dx7lake.warehouse import load as warehouse
-from dx7lake.warehouse import schema
 from dx7lake.warehouse.transform import run_dbt
 
 NOTES_PER_SONG = 490  # what synthetic_notes makes with its defaults
@@ -36,61 +35,53 @@ def _seconds(fn) -> float:
 
 
 def run() -> dict:
-    import pgserver
-
     songs = max(16, int(os.environ.get("DX7LAKE_BENCH_NOTES", 300_000)) // NOTES_PER_SONG)
     parts = partitions(synthetic_notes(songs))
     rows = sum(t.num_rows for t in parts.values())
-    with tempfile.TemporaryDirectory(prefix="dx7lake-bench-") as tmp:
-        server = pgserver.get_server(tmp, cleanup_mode="delete")
-        try:
-            url = server.get_uri()
-            with psycopg.connect(url, autocommit=True) as conn:
-                schema.ensure_schema(conn)
-                conn.execute("create table public.copy_twin (like raw.detailed_notes including all)")
+    with temporary_warehouse() as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("create table public.copy_twin (like raw.detailed_notes including all)")
 
-                conn.execute("create temp table copy_scratch (like raw.detailed_notes)")
+            conn.execute("create temp table copy_scratch (like raw.detailed_notes)")
 
-                def row_by_row() -> None:
-                    names = BRONZE_SCHEMA.names
-                    for table in parts.values():
-                        with conn.cursor().copy(f"copy copy_scratch ({', '.join(names)}) from stdin") as copy:
-                            for row in zip(*(table.column(c).to_pylist() for c in names), strict=True):
-                                copy.write_row(row)
-                        conn.execute("truncate copy_scratch")
+            def row_by_row() -> None:
+                names = BRONZE_SCHEMA.names
+                for table in parts.values():
+                    with conn.cursor().copy(f"copy copy_scratch ({', '.join(names)}) from stdin") as copy:
+                        for row in zip(*(table.column(c).to_pylist() for c in names), strict=True):
+                            copy.write_row(row)
+                    conn.execute("truncate copy_scratch")
 
-                def csv_copy() -> None:
-                    for table in parts.values():
-                        warehouse.copy_csv(conn, "copy_scratch", table)
-                        conn.execute("truncate copy_scratch")
+            def csv_copy() -> None:
+                for table in parts.values():
+                    warehouse.copy_csv(conn, "copy_scratch", table)
+                    conn.execute("truncate copy_scratch")
 
-                rowwise_s = min(_seconds(row_by_row) for _ in range(2))
-                csv_s = min(_seconds(csv_copy) for _ in range(2))
+            rowwise_s = min(_seconds(row_by_row) for _ in range(2))
+            csv_s = min(_seconds(csv_copy) for _ in range(2))
 
-                def bare_copy() -> None:
-                    for table in parts.values():
-                        with conn.transaction():
-                            warehouse.copy_csv(conn, "public.copy_twin", table)
+            def bare_copy() -> None:
+                for table in parts.values():
+                    with conn.transaction():
+                        warehouse.copy_csv(conn, "public.copy_twin", table)
 
-                def load(run_id: str) -> None:
-                    for p, table in parts.items():
-                        warehouse.load_bronze_part(conn, p, f"part-{p}", table, run_id)
+            def load(run_id: str) -> None:
+                for p, table in parts.items():
+                    warehouse.load_bronze_part(conn, p, f"part-{p}", table, run_id)
 
-                # alternate, into the same empty state each time, and keep the best of two
-                copy_s, load_s = [], []
-                for attempt in range(2):
-                    copy_s.append(_seconds(bare_copy))
-                    load_s.append(_seconds(lambda a=attempt: load(f"bench-{a}")))
-                    conn.execute("truncate public.copy_twin, raw.detailed_notes")
-                rerun_s = [_seconds(lambda: load("bench-first")), _seconds(lambda: load("bench-rerun"))][1]
+            # alternate, into the same empty state each time, and keep the best of two
+            copy_s, load_s = [], []
+            for attempt in range(2):
+                copy_s.append(_seconds(bare_copy))
+                load_s.append(_seconds(lambda a=attempt: load(f"bench-{a}")))
+                conn.execute("truncate public.copy_twin, raw.detailed_notes")
+            rerun_s = [_seconds(lambda: load("bench-first")), _seconds(lambda: load("bench-rerun"))][1]
 
-            full_s = _seconds(lambda: run_dbt(["build", "--quiet", "--full-refresh"], url=url))
-            reload_p = sorted(parts)[0]
-            with psycopg.connect(url) as conn:
-                warehouse.load_bronze_part(conn, reload_p, f"part-{reload_p}", parts[reload_p], "bench-reload")
-            incremental_s = _seconds(lambda: run_dbt(["build", "--quiet"], url=url))
-        finally:
-            server.cleanup()
+        full_s = _seconds(lambda: run_dbt(["build", "--quiet", "--full-refresh"], url=url))
+        reload_p = sorted(parts)[0]
+        with psycopg.connect(url) as conn:
+            warehouse.load_bronze_part(conn, reload_p, f"part-{reload_p}", parts[reload_p], "bench-reload")
+        incremental_s = _seconds(lambda: run_dbt(["build", "--quiet"], url=url))
 
     load_rate, copy_rate = rows / min(load_s), rows / min(copy_s)
     per_million = 1e6 / rows
