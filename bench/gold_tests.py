@@ -17,8 +17,8 @@ import time
 
 import psycopg
 
+from bench._warehouse import temporary_warehouse
 from bench.synthetic import synthetic_manifest
-from bench.warehouse import temporary_warehouse
 from dx7lake.warehouse import load as warehouse
 from dx7lake.warehouse.transform import invoke_dbt
 

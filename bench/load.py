@@ -19,8 +19,8 @@ import time
 
 import psycopg
 
+from bench._warehouse import temporary_warehouse
 from bench.synthetic import partitions, synthetic_notes
-from bench.warehouse import temporary_warehouse
 from dx7lake.bronze import BRONZE_SCHEMA
 from dx7lake.warehouse import load as warehouse
 from dx7lake.warehouse.transform import run_dbt
