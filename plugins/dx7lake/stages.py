@@ -405,6 +405,8 @@ def write_summary(settings: Settings, stage_results: dict[str, Iterable[dict] | 
         "patches": val["patches"],
         "renders": gold["renders"],
         "rendered_this_run": sum(r["rendered"] for r in renders),
+        # render pools' processes belong to forkservers no task reaps: their CPU time only they report
+        "render_pool_cpu_seconds": round(sum(r["pool_cpu_seconds"] for r in renders), 1),
         "validation": "passed" if val["passed"] else "failed",
         "validation_failures": val["failures"][:50],
         "validation_flagged": val["flagged"],
