@@ -26,7 +26,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import REPO
+from conftest import REPO, build_gold, build_silver
 
 REALWORLD = Path(os.environ.get("DX7LAKE_REALWORLD_CORPUS", REPO.parent / "shared" / "corpus" / "realworld"))
 REAL_FILES = ("mma__stdlib_gypsyjazz.mid", "mma__midi-inc_drum.mid")
@@ -159,3 +159,27 @@ def test_every_retried_stage_run_twice_leaves_the_same_rows_and_objects(small_la
         assert raw[0] == raw[1] == extracted["notes"]
         assert conn.execute("select status from ops.pipeline_runs").fetchall() == [("success",)]
     assert len(retried) == 10 + len(loads) + len(renders)
+
+
+def test_a_render_task_streams_only_the_contents_gold_lacks(settings):
+    """A partition's rerun reads its missing contents from silver, not the whole partition:
+    three renders dropped from gold.renders (their objects and manifest rows stay) are the
+    task's whole work, found rendered in the manifest and reused."""
+    from dx7lake import stages
+
+    build_silver(settings)
+    build_gold(settings, "sine")
+    with psycopg.connect(settings.pg_url) as conn:
+        profile_id, p, size = conn.execute(
+            "select profile_id, render_p, count(*) from gold.renders group by 1, 2 order by 3 desc limit 1"
+        ).fetchone()
+        dropped = conn.execute(
+            """delete from gold.renders where content_hash in (
+                   select content_hash from gold.renders where profile_id = %s and render_p = %s
+                   order by content_hash limit 3)
+               returning content_hash""",
+            (profile_id, p),
+        ).fetchall()
+    assert len(dropped) == 3 and size > 3
+    again = stages.render_partition(settings, (profile_id, p), "sine")
+    assert (again["contents"], again["rendered"], again["reused"]) == (3, 0, 3)

@@ -13,7 +13,6 @@ import pytest
 import soundfile as sf
 from engine_reference import assert_sounds_like_its_row
 
-from conftest import build_gold, build_silver
 from dx7lake.gold.patches import choose_voices
 from dx7lake.gold.render import (
     MANIFEST_SCHEMA,
@@ -306,29 +305,3 @@ def test_a_partition_renders_into_s3_through_the_task_process_client(monkeypatch
         assert (again["rendered"], again["manifests_written"]) == (0, 0)
     finally:
         server.stop()
-
-
-def test_a_render_task_streams_only_the_contents_gold_lacks(settings):
-    """A partition's rerun reads its missing contents from silver, not the whole partition:
-    three renders dropped from gold.renders (their objects and manifest rows stay) are the
-    task's whole work, found rendered in the manifest and reused."""
-    import psycopg
-
-    from dx7lake import stages
-
-    build_silver(settings)
-    build_gold(settings, "sine")
-    with psycopg.connect(settings.pg_url) as conn:
-        profile_id, p, size = conn.execute(
-            "select profile_id, render_p, count(*) from gold.renders group by 1, 2 order by 3 desc limit 1"
-        ).fetchone()
-        dropped = conn.execute(
-            """delete from gold.renders where content_hash in (
-                   select content_hash from gold.renders where profile_id = %s and render_p = %s
-                   order by content_hash limit 3)
-               returning content_hash""",
-            (profile_id, p),
-        ).fetchall()
-    assert len(dropped) == 3 and size > 3
-    again = stages.render_partition(settings, (profile_id, p), "sine")
-    assert (again["contents"], again["rendered"], again["reused"]) == (3, 0, 3)
