@@ -108,7 +108,8 @@ def stage(name: str, home: str, patches: str, run_id: str) -> dict:
     if name == "load":
         started = time.time()
         loads = [stages.load_partition(settings, p, run_id) for p in stages.bronze_partitions(settings)]
-        return {"rows": sum(r["rows"] for r in loads), "seconds": round(time.time() - started, 3)}
+        done = stages.finish_load(settings, loads)  # the DAG's `loaded` task: the raw tables vacuumed
+        return {"rows": done["rows"], "seconds": round(time.time() - started, 3), "settle_s": done["seconds"]}
     if name == "dbt":
         started = time.time()
         run_dbt(["build", "--exclude", "path:models/analytics", "--quiet"], settings=settings)

@@ -132,8 +132,7 @@ def dx7lake():
     def loaded(results: list[dict]) -> dict:
         from dx7lake import stages
 
-        loads = stages.task_results(results)
-        return {"partitions": len(loads), "rows": sum(r["rows"] for r in loads)}
+        return stages.finish_load(load_settings(), results)
 
     @task(outlets=[SILVER], execution_timeout=timeout("plan_render"))
     def plan_render() -> dict:

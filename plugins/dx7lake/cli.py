@@ -78,7 +78,7 @@ def cmd_load(args) -> int:
     settings = _settings(args)
     run_id = args.run_id or f"cli-{int(time.time())}"
     results = [stages.load_partition(settings, p, run_id) for p in stages.bronze_partitions(settings)]
-    _print({"partitions": len(results), "rows": sum(r["rows"] for r in results)})
+    _print(stages.finish_load(settings, results))
     return 0
 
 

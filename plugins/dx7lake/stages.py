@@ -87,6 +87,18 @@ def load_partition(settings: Settings, p: str, run_id: str, reload: bool = False
         return warehouse.load_new_bronze_parts(conn, lake_of(settings), p, run_id, reload)
 
 
+@_timed
+def finish_load(settings: Settings, results: Sequence[dict] | dict) -> dict:
+    """The run's load totals from its partitions' results; when the run loaded rows, the raw
+    tables are vacuumed and analysed before dbt reads them (``warehouse.settle_raw``)."""
+    loads = task_results(results)
+    rows = sum(r["rows"] for r in loads)
+    if rows:
+        with connect(settings, autocommit=True) as conn:
+            warehouse.settle_raw(conn)
+    return {"partitions": len(loads), "rows": rows}
+
+
 def profiles_of(
     settings: Settings, profiles: Sequence[str] | str | None = None, overrides: dict | None = None
 ) -> list[tuple[str, RenderSpec]]:

@@ -29,7 +29,9 @@ with files as (
     {{ files_to_build() }}
 ),
 
-notes as (
+-- not materialized: read twice (phrases and polyphony), the notes are scanned twice in parallel
+-- plans; a materialized CTE would spill every note to disk once and keep both sorts on one core
+notes as not materialized (
     select n.*, f.loaded_at
     from {{ ref('int_notes_bucketed') }} as n
     inner join files as f using (midi_id)

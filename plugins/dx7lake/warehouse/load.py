@@ -123,6 +123,18 @@ def load_new_bronze_parts(conn: psycopg.Connection, lake: Lake, p: str, run_id: 
     return {"p": p, "parts": int(parts), "rows": int(rows), "bytes": int(loaded[0]) if loaded else 0}
 
 
+def settle_raw(conn: psycopg.Connection) -> None:
+    """VACUUM (ANALYZE) the raw tables once a run's loads are done (``conn`` in autocommit).
+
+    Rows fresh from COPY have no statistics and no visibility hints yet. Left so, the run's
+    dbt build plans its first reads blind and pays for the hints in every one of them, while
+    autovacuum wakes up in the middle: at 3.4 M notes each source test took 17 s instead of
+    1.3 s. VACUUM skips the pages its visibility map already marks (what earlier runs loaded),
+    so it costs what the run added; ANALYZE samples a fixed number of rows."""
+    for table in ("raw.detailed_notes", "raw.bronze_parts"):
+        conn.execute(f"vacuum (analyze) {table}")
+
+
 FEATURE_COLUMNS = (
     "lufs",
     "true_peak_dbtp",
