@@ -83,7 +83,9 @@ phrases as (
         )) as content_hash,
         min(pitch) as pitch_min,
         max(pitch) as pitch_max,
-        count(distinct pitch) as distinct_pitches
+        count(distinct pitch) as distinct_pitches,
+        min(duration_cb) as duration_min_cb,
+        max(duration_cb) as duration_max_cb
     from notes
     group by track_id, bucket
     having count(*) >= {{ var('min_notes') }}
@@ -104,6 +106,8 @@ select
     phrases.pitch_min,
     phrases.pitch_max,
     phrases.distinct_pitches,
+    phrases.duration_min_cb,
+    phrases.duration_max_cb,
     polyphony.max_polyphony,
     current_timestamp as built_at
 from phrases

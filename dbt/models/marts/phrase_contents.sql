@@ -4,6 +4,8 @@
 -- train; else test if any test song plays it; else validate. So test and validate never
 -- hold a content the model was trained on, and test and validate never share one either.
 -- Contents set aside by a render rule (rejected_phrases) are not here: nothing renders them.
+-- The rules read a phrase's own columns and every phrase of a content shares their verdict,
+-- so each phrase is checked where it is read (macros/render_rule_broken.sql).
 --
 -- Incremental by touched content: a run recomputes the contents of the phrases built since
 -- its newest built_at, over all the phrases of those contents (int_phrases' content_hash
@@ -25,13 +27,12 @@
 
 with phrases as (
     select * from {{ ref('int_phrases') }} as phrases
-    where not exists (
-        select 1 from {{ ref('rejected_phrases') }} as rejected where rejected.content_hash = phrases.content_hash
-    )
+    where {{ render_rule_broken('phrases') }} is null
     {% if is_incremental() %}
-    and phrases.content_hash in (
+    -- as an array, so the touched contents' phrases are read by the content_hash index
+    and phrases.content_hash = any(array(
         select content_hash from {{ ref('int_phrases') }} where built_at > {{ watermark() }}
-    )
+    ))
     {% endif %}
 )
 

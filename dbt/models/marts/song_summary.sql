@@ -4,6 +4,7 @@
 -- Incremental: a run recomputes the songs of files loaded since this table last saw them,
 -- and the songs that play a content phrase_contents recomputed since this table's newest
 -- built_at (a content moved to train moves phrases of older songs: n_phrases_moved changes).
+-- The songs go to each read as an array, so it reads them through the midi_id indexes.
 -- depends_on: {{ ref('stg_loaded_files') }}
 {{
     config(
@@ -39,7 +40,7 @@ with tracks as (
         max(length_seconds) as length_seconds,
         max(loaded_at) as loaded_at
     from {{ ref('track_summary') }}
-    {% if is_incremental() %} where midi_id in (select midi_id from songs) {% endif %}
+    {% if is_incremental() %} where midi_id = any(array(select midi_id from songs)) {% endif %}
     group by midi_id
 ),
 
@@ -52,14 +53,14 @@ phrases as (
         max(contents.built_at) as built_at
     from {{ ref('int_phrases') }} as phrases
     inner join {{ ref('phrase_contents') }} as contents using (content_hash)
-    {% if is_incremental() %} where phrases.midi_id in (select midi_id from songs) {% endif %}
+    {% if is_incremental() %} where phrases.midi_id = any(array(select midi_id from songs)) {% endif %}
     group by phrases.midi_id
 ),
 
 rejected as (
     select midi_id, count(*) as n_phrases_rejected
     from {{ ref('rejected_phrases') }}
-    {% if is_incremental() %} where midi_id in (select midi_id from songs) {% endif %}
+    {% if is_incremental() %} where midi_id = any(array(select midi_id from songs)) {% endif %}
     group by midi_id
 )
 
