@@ -100,3 +100,38 @@ def test_a_new_row_repeating_an_old_key_fails_the_unique_test(two_runs):
         ).fetchall()
     assert naive == []  # the new rows alone hold the key once
     assert failing(two_runs) == {"unique_phrases_phrase_id"}
+
+
+def test_a_rerun_reads_the_phrases_of_the_contents_it_touched(pg_url):
+    """phrase_contents, rebuilt after new files, reads from int_phrases the phrases of the
+    contents those files touched (through the content_hash index), not every phrase of the
+    lake: the render rules are checked on the phrases it reads, not by an anti-join with every
+    rejected phrase. Its compiled SQL under EXPLAIN ANALYZE, once int_phrases holds the new
+    files and the marts do not yet."""
+    from test_gold_new_renders import _rows_read
+
+    # another seed draws another motif library: the new songs play contents of their own
+    old, new = partitions(synthetic_notes(64)), partitions(synthetic_notes(4, seed=1))
+    with psycopg.connect(pg_url) as conn:
+        schema.ensure_schema(conn)
+        for p, table in old.items():
+            warehouse.load_bronze_part(conn, p, "part-a", table, "run-1")
+    run_dbt(["build", "--quiet"], url=pg_url)
+    with psycopg.connect(pg_url) as conn:
+        for p, table in new.items():
+            warehouse.load_bronze_part(conn, p, "part-b", table, "run-2")
+    run_dbt(["run", "--quiet", "--select", "+int_phrases"], url=pg_url)
+    result = invoke_dbt(["compile", "--quiet", "--select", "phrase_contents"], url=pg_url)
+    assert result.result is not None, result.exception
+    (compiled,) = [r.node.compiled_code for r in result.result.results if r.node.resource_type == "model"]
+    with psycopg.connect(pg_url) as conn:
+        (plan,) = conn.execute(f"explain (analyze, format json) {compiled}").fetchone()[0]
+        total, touched = conn.execute(
+            "select count(*), count(*) filter (where content_hash = any(array("
+            "  select content_hash from intermediate.int_phrases"
+            "  where built_at = (select max(built_at) from intermediate.int_phrases))))"
+            " from intermediate.int_phrases"
+        ).fetchone()
+    assert 0 < touched < total / 4
+    # the new phrases (for their contents), then every phrase of those contents
+    assert _rows_read(plan["Plan"], "int_phrases") <= 2 * touched

@@ -194,3 +194,37 @@ def test_loads_inside_a_callers_transaction_stage_only_their_own_rows(pg_url, pa
         warehouse.load_bronze_part(conn, q, "part-a", second, "run-1")
         conn.commit()
         assert raw_rows(conn) == as_rows(pa.concat_tables([first, second]))
+
+
+def _raw_upkeep(conn: psycopg.Connection) -> tuple:
+    """Postgres' own record of raw.detailed_notes: last vacuum, last analyse, rows changed
+    since, and whether its visibility map covers every page."""
+    conn.execute("select pg_stat_clear_snapshot()")
+    return conn.execute(
+        "select s.last_vacuum, s.last_analyze, s.n_mod_since_analyze, c.relallvisible = c.relpages"
+        " from pg_stat_user_tables as s join pg_class as c on c.oid = s.relid"
+        " where s.schemaname = 'raw' and s.relname = 'detailed_notes'"
+    ).fetchone()
+
+
+def test_a_run_that_loaded_rows_leaves_raw_vacuumed_and_analysed_for_dbt(settings):
+    """finish_load (the DAG's `loaded` task) vacuums and analyses raw once a run's loads are
+    done, so dbt plans on statistics and reads hinted, all-visible pages; a run that loaded
+    nothing leaves them alone (it would only re-sample the same rows)."""
+    from dx7lake import stages
+
+    stages.extract(settings)
+    loads = [stages.load_partition(settings, p, "run-1") for p in stages.bronze_partitions(settings)]
+    with psycopg.connect(settings.pg_url, autocommit=True) as conn:
+        last_vacuum, last_analyze, changed, all_visible = _raw_upkeep(conn)
+        assert last_vacuum is None and changed == sum(r["rows"] for r in loads) > 0
+
+        done = stages.finish_load(settings, loads)
+        assert done["rows"] == changed and done["partitions"] == len(loads)
+        last_vacuum, last_analyze, changed, all_visible = _raw_upkeep(conn)
+        assert last_vacuum is not None and last_analyze is not None
+        assert changed == 0 and all_visible
+
+        again = [stages.load_partition(settings, p, "run-2") for p in stages.bronze_partitions(settings)]
+        assert stages.finish_load(settings, again)["rows"] == 0
+        assert _raw_upkeep(conn)[:2] == (last_vacuum, last_analyze)
