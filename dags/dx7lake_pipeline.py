@@ -128,7 +128,7 @@ def dx7lake():
         run_id, settings = get_current_context()["run_id"], load_settings()
         return stages.record(settings, run_id, "load", stages.load_partition(settings, p, run_id), p)
 
-    @task
+    @task(execution_timeout=timeout("load"))  # vacuums what the run loaded: a first load's is all of raw
     def loaded(results: list[dict]) -> dict:
         from dx7lake import stages
 
