@@ -124,7 +124,7 @@ def test_every_task_retries_with_backoff_and_has_its_stage_timeout():
 
     settings, dag = load_settings(env={}), _dag()
     assert dag.dagrun_timeout == settings.dagrun_timeout and dag.on_failure_callback
-    stage_of = {"extract": "extract", "load": "load", "render": "render", "validate": "validate"}
+    stage_of = {"extract": "extract", "load": "load", "loaded": "load", "render": "render", "validate": "validate"}
     stage_of |= {"plan_render": "plan_render", "load_renders": "load_renders", "analytics": "analytics"}
     stage_of |= {"metabase": "metabase", "release": "release"}
     for task in dag.tasks:
