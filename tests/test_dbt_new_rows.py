@@ -102,12 +102,23 @@ def test_a_new_row_repeating_an_old_key_fails_the_unique_test(two_runs):
     assert failing(two_runs) == {"unique_phrases_phrase_id"}
 
 
+def compiled_plan(url: str, model: str) -> dict:
+    """A model's compiled SQL, as the next ``dbt run`` would run it, under EXPLAIN ANALYZE."""
+    result = invoke_dbt(["compile", "--quiet", "--select", model], url=url)
+    assert result.result is not None, result.exception
+    (compiled,) = [r.node.compiled_code for r in result.result.results if r.node.resource_type == "model"]
+    with psycopg.connect(url) as conn:
+        (plan,) = conn.execute(f"explain (analyze, format json) {compiled}").fetchone()[0]
+    return plan["Plan"]
+
+
 def test_a_rerun_reads_the_phrases_of_the_contents_it_touched(pg_url):
     """phrase_contents, rebuilt after new files, reads from int_phrases the phrases of the
     contents those files touched (through the content_hash index), not every phrase of the
     lake: the render rules are checked on the phrases it reads, not by an anti-join with every
-    rejected phrase. Its compiled SQL under EXPLAIN ANALYZE, once int_phrases holds the new
-    files and the marts do not yet."""
+    rejected phrase. Then song_summary reads the phrases of the songs that play those contents,
+    not every phrase. Their compiled SQL under EXPLAIN
+    ANALYZE, once their inputs hold the new files and they do not yet."""
     from test_gold_new_renders import _rows_read
 
     # another seed draws another motif library: the new songs play contents of their own
@@ -121,11 +132,8 @@ def test_a_rerun_reads_the_phrases_of_the_contents_it_touched(pg_url):
         for p, table in new.items():
             warehouse.load_bronze_part(conn, p, "part-b", table, "run-2")
     run_dbt(["run", "--quiet", "--select", "+int_phrases"], url=pg_url)
-    result = invoke_dbt(["compile", "--quiet", "--select", "phrase_contents"], url=pg_url)
-    assert result.result is not None, result.exception
-    (compiled,) = [r.node.compiled_code for r in result.result.results if r.node.resource_type == "model"]
+    plan = compiled_plan(pg_url, "phrase_contents")
     with psycopg.connect(pg_url) as conn:
-        (plan,) = conn.execute(f"explain (analyze, format json) {compiled}").fetchone()[0]
         total, touched = conn.execute(
             "select count(*), count(*) filter (where content_hash = any(array("
             "  select content_hash from intermediate.int_phrases"
@@ -134,4 +142,17 @@ def test_a_rerun_reads_the_phrases_of_the_contents_it_touched(pg_url):
         ).fetchone()
     assert 0 < touched < total / 4
     # the new phrases (for their contents), then every phrase of those contents
-    assert _rows_read(plan["Plan"], "int_phrases") <= 2 * touched
+    assert _rows_read(plan, "int_phrases") <= 2 * touched
+
+    run_dbt(["run", "--quiet", "--select", "phrase_contents"], url=pg_url)
+    plan = compiled_plan(pg_url, "song_summary")
+    with psycopg.connect(pg_url) as conn:
+        (songs_phrases,) = conn.execute(
+            """select count(*) from intermediate.int_phrases where midi_id in (
+                   select midi_id from intermediate.int_phrases where content_hash in (
+                       select content_hash from silver.phrase_contents
+                       where built_at = (select max(built_at) from silver.phrase_contents)))"""
+        ).fetchone()
+    assert 0 < songs_phrases < total / 2
+    # the touched contents' phrases (which songs play them), then those songs' phrases
+    assert _rows_read(plan, "int_phrases") <= 2 * touched + songs_phrases

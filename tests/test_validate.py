@@ -150,9 +150,10 @@ def test_partition_mismatch_missing_render_and_gold_test_are_named(run):
     from dx7lake.cli import main
 
     with psycopg.connect(run.pg_url) as conn:
-        p, message_id = conn.execute(
-            "select p, message_id from raw.detailed_notes order by message_id limit 1"
+        p, message_id, midi_id = conn.execute(
+            "select p, message_id, midi_id from raw.detailed_notes order by message_id limit 1"
         ).fetchone()
+        (part,) = conn.execute("select part from raw.bronze_parts where %s = any(midi_ids)", (midi_id,)).fetchone()
         key = conn.execute("select key from gold.renders order by key limit 1").fetchone()[0]
         other = conn.execute("select key from gold.renders order by key desc limit 1").fetchone()[0]
         conn.execute("delete from raw.detailed_notes where message_id = %s", (message_id,))
@@ -163,6 +164,9 @@ def test_partition_mismatch_missing_render_and_gold_test_are_named(run):
         result = validate_run(run, [_patch_id()], full=True)
         failures = {(f["check"], f["key"]) for f in result.failures}
         assert ("bronze_raw", f"bronze/detailed_notes/p={p}") in failures
+        # a run's check counts the rows of the parts the latest load loaded (this one, here)
+        latest = validate_run(run, [_patch_id()], dbt_tests=False).checks["bronze_raw"].failures
+        assert [f["key"] for f in latest] == [f"bronze/detailed_notes/p={p}/{part}"]
         assert {("coverage", key), ("gold_load", key)} <= failures
         assert any(check == "dbt_gold" and "gold_renders_levels_in_range" in k for check, k in failures)
         # the deep audit runs every dbt test of the project, silver's included, not the gold source's alone

@@ -20,8 +20,8 @@ from .gold.pool import worker_count
 from .gold.profiles import OVERRIDES, ProfileError, canonical, resolve, spec_from_canonical
 from .lake import lake_of
 from .quality import validate
+from .warehouse import coverage, schema, stats
 from .warehouse import load as warehouse
-from .warehouse import schema, stats
 from .warehouse.postgres import connect
 
 log = logging.getLogger(__name__)
@@ -134,9 +134,11 @@ def plan_render(
     overrides: dict | None = None,
 ) -> dict:
     """(profile, partition) pairs where silver has contents gold.renders lacks for a chosen
-    voice in a chosen profile, or whose manifest parts differ from those loaded: one
-    anti-join and a listing of part keys. Registers the run's profiles in gold.profiles
-    (the render tasks read their settings there: XCom carries only their ids)."""
+    voice in a chosen profile, or whose manifest parts differ from those loaded: an
+    anti-join of the contents built since gold last covered silver (``coverage``; its
+    (content, voice) pairs are ``contents_looked_at``) and a listing of part keys.
+    Registers the run's profiles in gold.profiles (the render tasks read their settings
+    there: XCom carries only their ids)."""
     voices = voices_of(settings, patches)
     chosen = profiles_of(settings, profiles, overrides)
     profile_ids = [spec.profile_id for _, spec in chosen]
@@ -145,18 +147,7 @@ def plan_render(
         with conn.transaction():
             warehouse.register_profiles(conn, [(spec.profile_id, name, canonical(spec)) for name, spec in chosen])
         unique, total = conn.execute("select count(*), count(distinct p) from silver.phrase_contents").fetchone()
-        uncovered = [
-            (profile_id, int(p))
-            for profile_id, p in conn.execute(
-                """select distinct x.profile_id, c.p from silver.phrase_contents c
-                   cross join unnest(%s::text[]) as x(profile_id)
-                   cross join unnest(%s::text[]) as v(patch_id)
-                   left join gold.renders r on r.profile_id = x.profile_id and r.content_hash = c.content_hash
-                                             and r.patch_id = v.patch_id
-                   where r.key is null""",
-                (profile_ids, [v.patch_id for v in voices]),
-            )
-        ]
+        uncovered, looked = coverage.uncovered_partitions(conn, profile_ids, [v.patch_id for v in voices])
         loaded = warehouse.loaded_parts(conn)
     pending = render.pending_partitions(lake_of(settings), profile_ids, voices, uncovered, loaded)
     return {
@@ -164,6 +155,7 @@ def plan_render(
         "profiles": profile_ids,
         "unique_phrases": int(unique),
         "partitions_total": int(total),
+        "contents_looked_at": looked,
     }
 
 
@@ -174,26 +166,30 @@ def render_partition(settings: Settings, work: Sequence, patches: str | None) ->
     registered the profile).
 
     Contents stream from a server-side cursor, so a partition of any size is read in batches,
-    and only those gold.renders lacks for a chosen voice: a rerun that adds a few contents to
-    a partition streams those, not the partition (what was rendered but not yet loaded, the
+    and only those gold.renders lacks for a chosen voice among those built since gold last
+    covered silver (``coverage``): a rerun that adds a few contents to a partition streams
+    and reads those, not the partition (what was rendered but not yet loaded, the
     partition's manifest parts tell; ``contents`` counts what was streamed).
     """
     profile_id, render_p = str(work[0]), int(work[1])
     voices = voices_of(settings, patches)
+    patch_ids = [v.patch_id for v in voices]
     with connect(settings) as conn:
         spec = profile_spec(conn, profile_id)
+        since = coverage.rendered_through(conn, [profile_id], patch_ids)
     with connect(settings) as conn, conn.transaction():
         cursor = conn.cursor(name="phrase_contents")
         cursor.itersize = 2000
         cursor.execute(
             """select c.content_hash, c.notes from silver.phrase_contents c
-               where c.p = %s and exists (
-                   select 1 from unnest(%s::text[]) as v(patch_id)
+               where c.p = %(p)s and c.built_at > %(since)s::timestamptz and exists (
+                   select 1 from unnest(%(patches)s::text[]) as v(patch_id)
                    where not exists (
                        select 1 from gold.renders r
-                       where r.profile_id = %s and r.content_hash = c.content_hash and r.patch_id = v.patch_id))
+                       where r.profile_id = %(profile)s and r.content_hash = c.content_hash
+                             and r.patch_id = v.patch_id))
                order by c.content_hash""",
-            (render_p, [v.patch_id for v in voices], profile_id),
+            {"p": render_p, "since": since, "patches": patch_ids, "profile": profile_id},
         )
         contents = ((h, [(float(s), float(d), int(v), int(n)) for s, d, v, n in notes]) for h, notes in cursor)
         result = render.render_partition(

@@ -4,7 +4,8 @@
 -- Incremental: a run recomputes the songs of files loaded since this table last saw them,
 -- and the songs that play a content phrase_contents recomputed since this table's newest
 -- built_at (a content moved to train moves phrases of older songs: n_phrases_moved changes).
--- The songs go to each read as an array, so it reads them through the midi_id indexes.
+-- The touched contents and the songs go to each read as arrays, so it reads them through the
+-- content_hash and midi_id indexes: a rerun reads the phrases of its songs, not the lake's.
 -- depends_on: {{ ref('stg_loaded_files') }}
 {{
     config(
@@ -20,10 +21,10 @@
 with songs as (
     select midi_id from ({{ files_to_build() }}) as files
     union
-    select phrases.midi_id
-    from {{ ref('phrase_contents') }} as contents
-    inner join {{ ref('int_phrases') }} as phrases using (content_hash)
-    where contents.built_at > {{ watermark() }}
+    select midi_id from {{ ref('int_phrases') }}
+    where content_hash = any(array(
+        select content_hash from {{ ref('phrase_contents') }} where built_at > {{ watermark() }}
+    ))
 ),
 
 tracks as (

@@ -9,10 +9,13 @@ everything that is wrong; the caller records the results (``ops.validation_resul
 before it fails the run. Checks, by the name they are recorded under:
 
 - ``bronze_raw``: raw.detailed_notes holds exactly the rows the bronze index records,
-  partition by partition (the index's per-file counts: no note parquet is read);
+  partition by partition (the index's per-file counts: no note parquet is read), by raw's
+  ledger, the latest load's parts counted in raw; with ``full``, every row of raw counted;
 Every check but ``bronze_raw`` is on the run's render profiles and voices.
 
-- ``coverage``: every unique phrase content × patch × profile has a row in gold.renders;
+- ``coverage``: every unique phrase content × patch × profile has a row in gold.renders: the
+  contents built since gold last covered silver (the run's, as its plan found them) and a
+  seeded audit of older ones, or all with ``full``;
 - ``gold_load``: every manifest part in the lake is in the warehouse's ledger, and every
   row of the checked parts is loaded in gold.renders with its sha256; a manifest part of
   the layout before profiles fails it (``dx7lake migrate-profiles`` moves them);
@@ -45,8 +48,8 @@ from ..gold import render
 from ..gold.engine import RenderSpec
 from ..gold.profiles import spec_from_canonical
 from ..lake import Lake, lake_of
+from ..warehouse import coverage, schema
 from ..warehouse import load as warehouse
-from ..warehouse import schema
 from ..warehouse.postgres import connect
 from ..warehouse.transform import invoke_dbt
 from . import audio_qa
@@ -151,9 +154,9 @@ def validate_run(
     with connect(settings) as conn:
         schema.ensure_schema(conn)
         with result.timing("bronze_raw") as check:
-            _reconcile_bronze(conn, lake, result, check)
+            _reconcile_bronze(conn, lake, result, full, check)
         with result.timing("coverage") as check:
-            _check_coverage(conn, profile_ids, patch_ids, check)
+            _check_coverage(conn, profile_ids, patch_ids, None if full else audit, run_id or "", check)
         with result.timing("gold_load") as check:
             rows = _check_gold_load(conn, lake, profile_ids, patch_ids, run_id, full, check)
         result.new_renders = len(rows)
@@ -215,18 +218,24 @@ def _check_gold_load(
 AUDIT_OVERSAMPLE = 4  # pages sampled for ~4x the audit's rows, so the draw rarely falls short
 
 
+def _samplings(conn, table: str, size: int, seed: str) -> list[str]:
+    """How to draw ``size`` rows of ``table``, in the order to try: Postgres reads only a
+    share of the table's pages (``tablesample system``, by the planner's row estimate, the
+    same pages for the same seed), so a draw costs its size, not the lake's; then the whole
+    table, for a draw that falls short."""
+    estimate = conn.execute("select reltuples from pg_class where oid = %s::regclass", (table,)).fetchone()[0]
+    share = min(100.0, 100.0 * AUDIT_OVERSAMPLE * size / max(estimate, 1.0))
+    repeatable = int(hashlib.md5(seed.encode()).hexdigest()[:8], 16)
+    return ([f" tablesample system ({share}) repeatable ({repeatable})"] if share < 100 else []) + [""]
+
+
 def _audit_sample(
     conn, profile_ids: list[str], patch_ids: list[str], exclude: set[str], size: int, seed: str
 ) -> list[dict]:
     """``size`` renders of gold.renders outside ``exclude``, drawn by a hash of key and seed:
-    the same seed draws the same sample, each run's id another one. Postgres reads only a
-    share of the table's pages (``tablesample system``, by the planner's row estimate), so
-    an audit costs its size, not the lake's; a draw that falls short reads the whole table."""
-    estimate = conn.execute("select reltuples from pg_class where oid = 'gold.renders'::regclass").fetchone()[0]
-    share = min(100.0, 100.0 * AUDIT_OVERSAMPLE * size / max(estimate, 1.0))
-    repeatable = int(hashlib.md5(seed.encode()).hexdigest()[:8], 16)
+    the same seed draws the same sample, each run's id another one (``_samplings``)."""
     columns = ", ".join(AUDIT_COLUMNS)
-    for sampled in ([f" tablesample system ({share}) repeatable ({repeatable})"] if share < 100 else []) + [""]:
+    for sampled in _samplings(conn, "gold.renders", size, seed):
         cur = conn.execute(
             f"select {columns} from gold.renders{sampled} where profile_id = any(%s) and patch_id = any(%s)"
             " and not key = any(%s) order by md5(key || %s) limit %s",
@@ -261,8 +270,26 @@ def _check_loudness(conn, patch_ids: list[str], keys: list[str], outlier_lu: flo
             check.flag(key, f"loudness {lufs:.1f} LUFS is {median - lufs:.1f} LU below its patch's median {median:.1f}")
 
 
-def _reconcile_bronze(conn, lake: Lake, result: Validation, check: Check) -> None:
-    raw_by_p = dict(conn.execute("select p, count(*) from raw.detailed_notes group by p").fetchall())
+def _reconcile_bronze(conn, lake: Lake, result: Validation, full: bool, check: Check) -> None:
+    """Raw holds what the bronze index records, partition by partition: the index's note
+    counts against raw's. Those are the rows raw's ledger records per part, and the rows of
+    the parts the latest loading run loaded are counted in raw itself (by their files,
+    through the midi_id index); with ``full``, raw's every row is counted instead."""
+    if full:
+        raw_by_p = dict(conn.execute("select p, count(*) from raw.detailed_notes group by p").fetchall())
+    else:
+        raw_by_p = dict(conn.execute("select p, sum(rows)::bigint from raw.bronze_parts group by p").fetchall())
+        latest = conn.execute(
+            """select b.p, b.part, b.rows,
+                      (select count(*) from raw.detailed_notes as d where d.midi_id = any(b.midi_ids))
+               from raw.bronze_parts as b
+               where b.run_id = (select run_id from raw.bronze_parts order by loaded_at desc limit 1)"""
+        ).fetchall()
+        for p, part, rows, counted in latest:
+            check.checked += 1
+            if counted != rows:
+                where = f"{bronze.BRONZE_PREFIX}/p={p}/{part}"
+                check.fail(where, f"raw's ledger records {rows} rows of the part, raw has {counted}")
     result.raw_rows = sum(raw_by_p.values())
     bronze_by_p = bronze.bronze_counts(lake)
     for p in sorted(set(bronze_by_p) | set(raw_by_p)):
@@ -275,18 +302,44 @@ def _reconcile_bronze(conn, lake: Lake, result: Validation, check: Check) -> Non
         check.fail("raw.detailed_notes", "no notes loaded")
 
 
-def _check_coverage(conn, profile_ids: list[str], patch_ids: list[str], check: Check) -> None:
-    """A render of another profile does not cover its content: it is other audio."""
-    contents = warehouse.scalar(conn, "select count(*) from silver.phrase_contents")
+def _check_coverage(
+    conn, profile_ids: list[str], patch_ids: list[str], audit: int | None, seed: str, check: Check
+) -> None:
+    """Every content of silver has its render in each chosen profile and patch (a render of
+    another profile does not cover its content: it is other audio). With an ``audit`` size,
+    the contents built since gold last covered silver (``coverage``: this run's, when its
+    plan ran) are checked, and a seeded sample of ``audit`` older ones; with None, all."""
+    voices = {"profiles": profile_ids, "patches": patch_ids}
+    if audit is None:
+        checked = "select content_hash from silver.phrase_contents"
+        contents = warehouse.scalar(conn, "select count(*) from silver.phrase_contents")
+    else:
+        since = coverage.rendered_through(conn, profile_ids, patch_ids)
+        newer = [
+            h for (h,) in conn.execute("select content_hash from silver.phrase_contents where built_at > %s", (since,))
+        ]
+        for sampled in _samplings(conn, "silver.phrase_contents", audit, seed):
+            older = [
+                h
+                for (h,) in conn.execute(
+                    f"select content_hash from silver.phrase_contents{sampled} where not content_hash = any(%s)"
+                    " order by md5(content_hash || %s) limit %s",
+                    (newer, seed, audit),
+                )
+            ]
+            if len(older) == audit or not sampled:
+                break
+        checked, voices["contents"] = "select unnest(%(contents)s::text[])", newer + older
+        contents = len(voices["contents"])
     check.checked = contents * len(patch_ids) * len(profile_ids)
     missing = conn.execute(
-        """select x.profile_id, v.patch_id, c.content_hash from silver.phrase_contents c
-           cross join unnest(%s::text[]) as x(profile_id)
-           cross join unnest(%s::text[]) as v(patch_id)
+        f"""select x.profile_id, v.patch_id, c.content_hash from ({checked}) as c(content_hash)
+           cross join unnest(%(profiles)s::text[]) as x(profile_id)
+           cross join unnest(%(patches)s::text[]) as v(patch_id)
            left join gold.renders r on r.profile_id = x.profile_id and r.content_hash = c.content_hash
                                      and r.patch_id = v.patch_id
            where r.key is null order by 1, 2, 3""",
-        (profile_ids, patch_ids),
+        voices,
     ).fetchall()
     for profile_id, patch_id, content_hash in missing:
         check.fail(render.render_key(profile_id, patch_id, content_hash), "no render in gold.renders")

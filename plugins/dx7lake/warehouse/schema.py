@@ -11,6 +11,9 @@ columns must match these). Each schema has one writer:
   each was loaded (``loaded_at``: what dbt's tests of the gold source tell new renders by)
   (``load.load_manifest_parts``);
 - ``gold.manifest_parts``: the ledger of manifest parts loaded, by run (``load.load_manifest_parts``);
+- ``gold.render_coverage``: per (profile, patch), the newest silver ``built_at`` up to which
+  every content has its render (``coverage.uncovered_partitions``; reset by a trigger when
+  rows of gold.renders are deleted);
 - ``gold.profiles``: the render profiles, id, name and canonical form (``load.register_profiles``
   for the profiles a run picks, ``load.load_manifest_parts`` for those its parts name);
 - ``ops.*``: run figures (``ops.load_stats`` by the raw load, the rest by ``stats``);
@@ -157,6 +160,34 @@ create table if not exists gold.profiles (
     canonical text not null,
     registered_at timestamptz not null default now()
 );
+-- how far gold.renders covers silver, per (profile, patch): every content built at or before
+-- rendered_through has its render (warehouse/coverage.py); what deletes renders forgets it
+create table if not exists gold.render_coverage (
+    profile_id text not null,
+    patch_id text not null,
+    rendered_through timestamptz not null,
+    primary key (profile_id, patch_id)
+);
+create or replace function gold.forget_coverage_of_deleted() returns trigger language plpgsql as $f$
+begin
+    delete from gold.render_coverage as c
+    using (select distinct profile_id, patch_id from deleted) as d
+    where (c.profile_id, c.patch_id) = (d.profile_id, d.patch_id);
+    return null;
+end $f$;
+create or replace function gold.forget_all_coverage() returns trigger language plpgsql as $f$
+begin
+    delete from gold.render_coverage;
+    return null;
+end $f$;
+do $$ begin
+    if not exists (select 1 from pg_trigger where tgname = 'renders_deleted_forget_coverage') then
+        create trigger renders_deleted_forget_coverage after delete on gold.renders
+            referencing old table as deleted for each statement execute function gold.forget_coverage_of_deleted();
+        create trigger renders_truncated_forget_coverage after truncate on gold.renders
+            for each statement execute function gold.forget_all_coverage();
+    end if;
+end $$;
 create table if not exists ops.pipeline_runs (
     run_id text primary key,
     params jsonb not null default '{}'::jsonb,
