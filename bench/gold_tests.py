@@ -17,6 +17,7 @@ import time
 
 import psycopg
 
+from bench._result import against_baseline
 from bench._warehouse import temporary_warehouse
 from bench.synthetic import synthetic_manifest
 from dx7lake.warehouse import load as warehouse
@@ -64,12 +65,6 @@ def run() -> dict:
         # when its vars change, and that start-up is no test's cost
         run_s, tests = [_test_seconds(url) for _ in range(2)][1]
         full_s, _ = [_test_seconds(url, "--vars", "{full_tests: true}") for _ in range(2)][1]
-    return {
-        "name": "gold_tests",
-        "renders": old + new,
-        "new_renders": new,
-        "tests": tests,
-        "seconds": round(run_s, 2),
-        "baseline": {"name": "every row (full_tests)", "seconds": round(full_s, 2)},
-        "ratio": round(run_s / full_s, 3),
-    }
+    return against_baseline(
+        "gold_tests", run_s, "every row (full_tests)", full_s, renders=old + new, new_renders=new, tests=tests
+    )

@@ -19,6 +19,7 @@ import time
 
 import psycopg
 
+from bench._result import against_baseline
 from bench._warehouse import temporary_warehouse
 from dx7lake.warehouse import coverage
 
@@ -69,12 +70,12 @@ def run() -> dict:
         conn.commit()
         full_s, everything, read = _plan_seconds(conn)
         assert everything == uncovered and read == (old + new) * len(PATCHES)
-    return {
-        "name": "render_plan",
-        "contents": old + new,
-        "new_contents": new,
-        "pairs_looked_at": looked,
-        "seconds": round(rerun_s, 4),
-        "baseline": {"name": "every content (no coverage marks)", "seconds": round(full_s, 3)},
-        "ratio": round(rerun_s / full_s, 4),
-    }
+    return against_baseline(
+        "render_plan",
+        rerun_s,
+        "every content (no coverage marks)",
+        full_s,
+        contents=old + new,
+        new_contents=new,
+        pairs_looked_at=looked,
+    )
