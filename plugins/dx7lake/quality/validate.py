@@ -312,25 +312,24 @@ def _check_coverage(
     voices = {"profiles": profile_ids, "patches": patch_ids}
     if audit is None:
         checked = "select content_hash from silver.phrase_contents"
-        contents = warehouse.scalar(conn, "select count(*) from silver.phrase_contents")
     else:
-        since = coverage.rendered_through(conn, profile_ids, patch_ids)
-        newer = [
-            h for (h,) in conn.execute("select content_hash from silver.phrase_contents where built_at > %s", (since,))
-        ]
+        # the newer contents stay in Postgres (a first run's are all of silver); the audit's
+        # older ones, at most ``audit``, come through here to see whether the draw fell short
+        voices["since"] = coverage.rendered_through(conn, profile_ids, patch_ids)
         for sampled in _samplings(conn, "silver.phrase_contents", audit, seed):
-            older = [
+            voices["older"] = [
                 h
                 for (h,) in conn.execute(
-                    f"select content_hash from silver.phrase_contents{sampled} where not content_hash = any(%s)"
+                    f"select content_hash from silver.phrase_contents{sampled} where built_at <= %s"
                     " order by md5(content_hash || %s) limit %s",
-                    (newer, seed, audit),
+                    (voices["since"], seed, audit),
                 )
             ]
-            if len(older) == audit or not sampled:
+            if len(voices["older"]) == audit or not sampled:
                 break
-        checked, voices["contents"] = "select unnest(%(contents)s::text[])", newer + older
-        contents = len(voices["contents"])
+        checked = """select content_hash from silver.phrase_contents where built_at > %(since)s
+                     union all select unnest(%(older)s::text[])"""
+    contents = conn.execute(f"select count(*) from ({checked}) as c", voices).fetchone()[0]
     check.checked = contents * len(patch_ids) * len(profile_ids)
     missing = conn.execute(
         f"""select x.profile_id, v.patch_id, c.content_hash from ({checked}) as c(content_hash)
