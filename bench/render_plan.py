@@ -21,14 +21,10 @@ import psycopg
 
 from bench._result import against_baseline
 from bench._warehouse import temporary_warehouse
+from bench.synthetic import create_silver_contents
 from dx7lake.warehouse import coverage
 
 PROFILE, PATCHES, PARTITIONS = "bench-profile", ["bench-a", "bench-b"], 16
-SILVER = """
-create schema silver;
-create table silver.phrase_contents (content_hash text primary key, p integer not null, built_at timestamptz not null);
-create index on silver.phrase_contents (built_at);
-"""
 CONTENTS = f"""
 insert into silver.phrase_contents
 select md5(i::text), i %% {PARTITIONS}, %s::timestamptz from generate_series(%s, %s) as i
@@ -53,7 +49,7 @@ def run() -> dict:
     old = int(os.environ.get("DX7LAKE_BENCH_CONTENTS", 500_000))
     new = int(os.environ.get("DX7LAKE_BENCH_NEW", 64))
     with temporary_warehouse() as url, psycopg.connect(url) as conn:
-        conn.execute(SILVER)
+        create_silver_contents(conn)
         conn.execute(CONTENTS, ("yesterday", 1, old))
         conn.execute(RENDERS, (PATCHES,))
         conn.commit()

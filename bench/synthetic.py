@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -113,3 +114,14 @@ def synthetic_manifest(start: int, n: int, profile_id: str, patch_id: str, key_o
             "profile": ['{"sample_rate": 44100}'] * n,
         }
     )
+
+
+def create_silver_contents(conn: psycopg.Connection) -> None:
+    """A stand-in for silver.phrase_contents with the three columns a render plan and the
+    coverage check read (dbt builds the rest): the plan's benchmark and tests fill it."""
+    conn.execute("create schema silver")
+    conn.execute(
+        "create table silver.phrase_contents"
+        " (content_hash text primary key, p integer not null, built_at timestamptz not null)"
+    )
+    conn.execute("create index on silver.phrase_contents (built_at)")

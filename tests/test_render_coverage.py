@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from test_gold_new_renders import _rows_read
 
-from bench.synthetic import synthetic_manifest
+from bench.synthetic import create_silver_contents, synthetic_manifest
 from dx7lake.quality.validate import Check, _check_coverage
 from dx7lake.warehouse import coverage, schema
 from dx7lake.warehouse import load as warehouse
@@ -69,9 +69,7 @@ def rows_read(conn: psycopg.Connection, since) -> dict[str, int]:
 def conn(pg_url):
     with psycopg.connect(pg_url) as conn:
         schema.ensure_schema(conn)
-        conn.execute("create schema silver")
-        conn.execute("create table silver.phrase_contents (content_hash text primary key, p int, built_at timestamptz)")
-        conn.execute("create index on silver.phrase_contents (built_at)")
+        create_silver_contents(conn)
         conn.commit()
         add_contents(conn, 0, OLD, built_at="now() - interval '1 hour'")
         render(conn, 0, OLD)

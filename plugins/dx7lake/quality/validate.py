@@ -329,17 +329,18 @@ def _check_coverage(
                 break
         checked = """select content_hash from silver.phrase_contents where built_at > %(since)s
                      union all select unnest(%(older)s::text[])"""
-    contents = conn.execute(f"select count(*) from ({checked}) as c", voices).fetchone()[0]
-    check.checked = contents * len(patch_ids) * len(profile_ids)
-    missing = conn.execute(
-        f"""select x.profile_id, v.patch_id, c.content_hash from ({checked}) as c(content_hash)
+    # one read of the selection: it counts the pairs it checks as it finds those lacking a render
+    check.checked, missing = conn.execute(
+        f"""select count(*), coalesce(jsonb_agg(jsonb_build_array(x.profile_id, v.patch_id, c.content_hash)
+                                         order by x.profile_id, v.patch_id, c.content_hash)
+                                         filter (where r.key is null), '[]')
+           from ({checked}) as c(content_hash)
            cross join unnest(%(profiles)s::text[]) as x(profile_id)
            cross join unnest(%(patches)s::text[]) as v(patch_id)
            left join gold.renders r on r.profile_id = x.profile_id and r.content_hash = c.content_hash
-                                     and r.patch_id = v.patch_id
-           where r.key is null order by 1, 2, 3""",
+                                     and r.patch_id = v.patch_id""",
         voices,
-    ).fetchall()
+    ).fetchone()
     for profile_id, patch_id, content_hash in missing:
         check.fail(render.render_key(profile_id, patch_id, content_hash), "no render in gold.renders")
 
