@@ -1,5 +1,6 @@
-"""Validation benchmark: sha256 + audio QA of gold renders, threaded (production) against
-one render at a time, on the same renders in a local lake."""
+"""Validation benchmark: sha256 + audio QA of gold renders as validation runs them (reader
+threads, audio checks in a process per core) against one render at a time in this process,
+on the same renders in a local lake: enough of them that validation starts its pool."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import time
 
 from dx7lake.gold.engine import RenderSpec
 from dx7lake.gold.patches import choose_voices
+from dx7lake.gold.pool import worker_count
 from dx7lake.gold.render import PhraseRenderer
 from dx7lake.lake import LocalLake
-from dx7lake.quality.validate import READ_WORKERS, Validation, check_objects
+from dx7lake.quality.validate import POOL_MIN_RENDERS, READ_WORKERS, Validation, check_objects
 
 from .render import chorale_phrases
 
@@ -21,26 +23,28 @@ def run() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         lake = LocalLake(tmp)
         rows = []
-        for content_hash, notes in chorale_phrases()[:300]:
+        for content_hash, notes in chorale_phrases()[: POOL_MIN_RENDERS + 200]:
             flac, row = renderer.render(voice, content_hash, notes)
             lake.put(row["key"], flac)
             rows.append(row)
 
-        def renders_per_s(workers: int) -> float:
+        def renders_per_s(**workers: int | None) -> float:
             result = Validation()
             started = time.perf_counter()
-            check_objects(lake, rows, result, workers=workers)
+            check_objects(lake, rows, result, **workers)
             elapsed = time.perf_counter() - started
             if not result.passed:
                 raise AssertionError(result.failures[:3])
             return len(rows) / elapsed
 
-        serial = renders_per_s(1)
-        threaded = renders_per_s(READ_WORKERS)
+        serial = renders_per_s(readers=1, processes=1)
+        production = renders_per_s()
     return {
         "name": "validate",
-        "renders_per_s": round(threaded, 1),
+        "renders": len(rows),
+        "renders_per_s": round(production, 1),
         "baseline": {"name": "one render at a time", "renders_per_s": round(serial, 1)},
-        "ratio": round(threaded / serial, 2),
-        "workers": READ_WORKERS,
+        "ratio": round(production / serial, 2),
+        "readers": READ_WORKERS,
+        "processes": worker_count(),
     }

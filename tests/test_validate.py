@@ -523,3 +523,55 @@ def test_a_legacy_lake_and_warehouse_migrate_keeping_every_render_and_validate(r
     assert main(["migrate-profiles", "--home", str(run.home)]) == 0
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (again["legacy_parts"], again["legacy_rows_dropped"], again["renders"]) == (0, 0, moved["renders"])
+
+
+def test_audio_checks_in_worker_processes_name_each_bad_render(tmp_path, monkeypatch):
+    """Past POOL_MIN_RENDERS, objects are read by threads and their audio checked in batches
+    by worker processes: each failure still lands on its own key, in whichever batch."""
+    import hashlib
+
+    from dx7lake.lake import LocalLake
+    from dx7lake.quality import audio_qa
+    from dx7lake.quality import validate as validation
+
+    rate, bpm = 22050, 120.0
+    n = expected_samples(rate, bpm)
+    tone = (8000 * np.sin(np.arange(n) * 2 * np.pi * 440 / rate)).astype(np.int16)
+    good, silent = FlacEncoder(rate).encode(tone), FlacEncoder(rate).encode(np.zeros(n, dtype=np.int16))
+    lake, rows = LocalLake(tmp_path), []
+    for i in range(60):
+        key = f"gold/renders/t/{i:03d}.flac"
+        data = {7: good[: len(good) // 2], 30: silent}.get(i, good)
+        if i != 45:  # 45: the object is missing
+            lake.put(key, data)
+        sha = hashlib.sha256(data).hexdigest()  # 7 and 30: the manifest's sha256 is of the bad bytes
+        rows.append(
+            {
+                "key": key,
+                "profile_id": "t",
+                "sha256": sha if i != 52 else sha[::-1],  # 52: another sha256
+                "sample_rate": rate,
+                "bpm": bpm,
+                "duration_s": n / rate,
+                "peak": 0.25,
+                "rms": 0.17,
+            }
+        )
+    monkeypatch.setattr(validation, "POOL_MIN_RENDERS", 16)
+    monkeypatch.setattr(validation, "AUDIO_BATCH", 4)
+
+    def not_here(*_):
+        raise AssertionError("audio checked in the validating process, not in its pool")
+
+    # workers import audio_qa afresh: only the parent's check_render is broken
+    monkeypatch.setattr(audio_qa, "check_render", not_here)
+    result = validation.Validation()
+    validation.check_objects(lake, rows, result, readers=3, processes=2)
+    failed = {(f["check"], f["key"].split("/")[-1], f["reason"].split(":")[0].split(" (")[0]) for f in result.failures}
+    assert failed == {
+        ("audio", "007.flac", "does not decode"),
+        ("audio", "030.flac", "silent"),
+        ("objects", "045.flac", "object missing from the lake"),
+        ("objects", "052.flac", "sha256 " + hashlib.sha256(good).hexdigest()[:12] + "… does not match the manifest's"),
+    }
+    assert (result.checks["objects"].checked, result.checks["audio"].checked) == (60, 59)

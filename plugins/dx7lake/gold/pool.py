@@ -1,4 +1,5 @@
-"""A process pool sized to the cores, mapping jobs in order with a bounded number in flight.
+"""A process pool sized to the cores, mapping jobs in order with a bounded number in flight
+(render, and validation's audio checks).
 
 Workers are started by ``forkserver``: forking an Airflow task process (threads for
 heartbeats and log shipping) is unsafe, and forkserver children start from a clean,
@@ -34,11 +35,23 @@ def worker_count(configured: int | None = None, tasks_per_worker: int = 1) -> in
     return min(configured, cores)
 
 
+def in_order(submit: Callable[[Any], Future], jobs: Iterable[Any], in_flight: int) -> Iterator[Any]:
+    """The results of ``submit(job)`` for each of ``jobs``, in job order, with at most
+    ``in_flight`` submitted and not yet taken: the memory held is bounded, not the jobs."""
+    pending: deque[Future] = deque()
+    for job in jobs:
+        pending.append(submit(job))
+        if len(pending) >= in_flight:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
 def ordered_map(
     fn: Callable[[Any], Any],
     jobs: Iterable[Any],
     workers: int,
-    initializer: Callable[..., None],
+    initializer: Callable[..., None] | None = None,
     initargs: tuple = (),
     in_flight: int | None = None,
     min_jobs: int = 2,
@@ -51,28 +64,22 @@ def ordered_map(
     """
     jobs = iter(jobs)
     if workers > 1 and multiprocessing.current_process().daemon:
-        log.warning("daemonic process: rendering in-process instead of %d workers", workers)
+        log.warning("daemonic process: running %s in-process instead of %d workers", fn.__name__, workers)
         workers = 1
     min_jobs = max(2, min_jobs)
     # look ahead only when a pool is possible: in-process, jobs stream one at a time
     head = list(islice(jobs, min_jobs)) if workers > 1 else []
     if workers <= 1 or len(head) < min_jobs:
-        initializer(*initargs)
+        if initializer:
+            initializer(*initargs)
         for job in chain(head, jobs):
             yield fn(job)
         return
-    limit = in_flight or 2 * workers
     context = multiprocessing.get_context("forkserver")
     # the server imports the worker's module once; every later worker forks from it warm
     context.set_forkserver_preload([fn.__module__])
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=initializer, initargs=initargs)
-    pending: deque[Future] = deque()
     try:
-        for job in chain(head, jobs):
-            pending.append(pool.submit(fn, job))
-            if len(pending) >= limit:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+        yield from in_order(lambda job: pool.submit(fn, job), chain(head, jobs), in_flight or 2 * workers)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

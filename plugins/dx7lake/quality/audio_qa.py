@@ -56,3 +56,9 @@ def check_render(data: bytes, row: dict, spec: RenderSpec | None = None) -> list
     if clipped > MAX_CLIPPED_SAMPLES:
         reasons.append(f"clipped ({clipped} samples at full scale)")
     return reasons
+
+
+def check_fetched(batch: list[tuple[bytes | None, dict, RenderSpec | None]]) -> list[list[str]]:
+    """:func:`check_render` of each (object, manifest row, profile) that validation read, as one
+    job of its process pool; an object that was not there has no audio to check."""
+    return [[] if data is None else check_render(data, row, spec) for data, row, spec in batch]

@@ -37,15 +37,18 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import islice
 
 from .. import bronze
 from ..config import Settings
 from ..gold import render
 from ..gold.engine import RenderSpec
+from ..gold.pool import in_order, ordered_map, worker_count
 from ..gold.profiles import spec_from_canonical
 from ..lake import Lake, lake_of
 from ..warehouse import coverage, schema
@@ -56,8 +59,12 @@ from . import audio_qa
 
 CHECKS = ("bronze_raw", "coverage", "gold_load", "objects", "audio", "loudness", "dbt_gold")
 DBT_GOLD_SELECTOR = "source:gold"
-# object reads are I/O (S3 round trips); decoding in libsndfile releases the GIL
+# threads that read objects: the reads are I/O (S3 round trips) and hashing releases the GIL
 READ_WORKERS = 8
+# fewer renders are checked in this process: starting a pool costs about a second
+POOL_MIN_RENDERS = 1000
+# renders per job of the audio checks' pool: a job's round trip costs about a render's check
+AUDIO_BATCH = 32
 AUDIT_COLUMNS = ["key", "profile_id", "sha256", "sample_rate", "bpm", "duration_s", "peak", "rms"]
 
 
@@ -345,15 +352,14 @@ def _check_coverage(
         check.fail(render.render_key(profile_id, patch_id, content_hash), "no render in gold.renders")
 
 
-def _inspect(lake: Lake, row: dict, spec: RenderSpec | None) -> tuple[bool, str | None, list[str]]:
-    """(object present, object failure, audio failures) of one manifest row of profile ``spec``."""
+def _fetch(lake: Lake, row: dict) -> tuple[bytes | None, str | None]:
+    """The object of one manifest row (None when missing) and why it fails the object check."""
     try:
         data = lake.get(row["key"])
     except KeyError:
-        return False, "object missing from the lake", []
+        return None, "object missing from the lake"
     digest = hashlib.sha256(data).hexdigest()
-    mismatch = None if digest == row["sha256"] else f"sha256 {digest[:12]}… does not match the manifest's"
-    return True, mismatch, audio_qa.check_render(data, row, spec)
+    return data, None if digest == row["sha256"] else f"sha256 {digest[:12]}… does not match the manifest's"
 
 
 def check_objects(
@@ -361,23 +367,39 @@ def check_objects(
     rows: list[dict],
     result: Validation,
     specs: dict[str, RenderSpec] | None = None,
-    workers: int = READ_WORKERS,
+    readers: int = READ_WORKERS,
+    processes: int | None = None,
 ) -> None:
     """Existence and sha256 of every manifest row's object, then audio QA of those present
-    (the length its profile in ``specs`` gives; the default tail for a profile not there)."""
+    (the length its profile in ``specs`` gives; the default tail for a profile not there).
+
+    Threads read and hash the objects (waiting on the store and hashing release the GIL);
+    decoding holds it (libsndfile reads through Python callbacks: more threads only
+    contend), so the audio checks run in ``processes`` (the cores when None). At most a
+    few objects per reader and a few batches per process are in memory at once, whatever the rows."""
     specs = specs or {}
     started = time.perf_counter()
     objects, audio = result.checks["objects"], result.checks["audio"]
-    with ThreadPoolExecutor(workers) as pool:
-        for row, (present, object_failure, audio_failures) in zip(
-            rows, pool.map(lambda r: _inspect(lake, r, specs.get(r.get("profile_id"))), rows), strict=True
-        ):
-            objects.checked += 1
-            audio.checked += present
-            if object_failure:
-                objects.fail(row["key"], object_failure)
-            for reason in audio_failures:
-                audio.fail(row["key"], reason)
+    checked: deque[list[tuple[dict, bool]]] = deque()  # the batches sent to the audio checks, in order
+    with ThreadPoolExecutor(readers) as threads:
+
+        def batches() -> Iterator[list[tuple[bytes | None, dict, RenderSpec | None]]]:
+            read = zip(rows, in_order(lambda row: threads.submit(_fetch, lake, row), rows, 4 * readers), strict=True)
+            while batch := list(islice(read, AUDIO_BATCH)):
+                for row, (_, failure) in batch:
+                    objects.checked += 1
+                    if failure:
+                        objects.fail(row["key"], failure)
+                checked.append([(row, data is not None) for row, (data, _) in batch])
+                yield [(data, row, specs.get(row.get("profile_id"))) for row, (data, _) in batch]
+
+        workers = worker_count(processes)
+        min_batches = POOL_MIN_RENDERS // AUDIO_BATCH
+        for failures in ordered_map(audio_qa.check_fetched, batches(), workers, min_jobs=min_batches):
+            for (row, present), audio_failures in zip(checked.popleft(), failures, strict=True):
+                audio.checked += present
+                for reason in audio_failures:
+                    audio.fail(row["key"], reason)
     # one pass reads each object once for both checks: split its time evenly
     objects.seconds = audio.seconds = (time.perf_counter() - started) / 2
 
