@@ -221,7 +221,7 @@ def test_a_run_checks_its_own_renders_in_full_and_audits_a_seeded_sample_of_olde
 def test_the_audit_reads_a_share_of_a_large_table_and_draws_the_seeds_rows(pg_url):
     """Once the planner knows gold.renders is large, the audit samples its pages (the plan
     says so) yet returns its size, the same rows for one seed, none it must exclude."""
-    from dx7lake.quality.validate import _audit_sample
+    from dx7lake.quality.validate import _audit_sample, forget_checked, remember_checked
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
         schema.ensure_schema(conn)
@@ -235,11 +235,13 @@ def test_the_audit_reads_a_share_of_a_large_table_and_draws_the_seeds_rows(pg_ur
         plan = conn.execute("explain select * from gold.renders tablesample system (1)").fetchall()
         assert "Sample Scan" in plan[0][0]
         exclude = {"k1", "k2"}
-        drawn = [_audit_sample(conn, ["pf"], ["v"], exclude, 50, seed="run-a") for _ in range(2)]
+        forget_checked(conn)
+        remember_checked(conn, sorted(exclude))  # renders the run checks already
+        drawn = [_audit_sample(conn, ["pf"], ["v"], 50, seed="run-a") for _ in range(2)]
         keys = [r["key"] for r in drawn[0]]
         assert len(set(keys)) == 50 and not set(keys) & exclude and drawn[0] == drawn[1]
-        assert [r["key"] for r in _audit_sample(conn, ["pf"], ["v"], exclude, 50, seed="run-b")] != keys
-        assert _audit_sample(conn, ["other"], ["v"], exclude, 50, seed="run-a") == []  # another profile's renders
+        assert [r["key"] for r in _audit_sample(conn, ["pf"], ["v"], 50, seed="run-b")] != keys
+        assert _audit_sample(conn, ["other"], ["v"], 50, seed="run-a") == []  # another profile's renders
         # a full sort by the same hash would give the table's first 50: the audit read a share of it
         first = conn.execute(
             "select key from gold.renders where not key = any(%s) order by md5(key || 'run-a') limit 50",
@@ -575,3 +577,26 @@ def test_audio_checks_in_worker_processes_name_each_bad_render(tmp_path, monkeyp
         ("objects", "052.flac", "sha256 " + hashlib.sha256(good).hexdigest()[:12] + "… does not match the manifest's"),
     }
     assert (result.checks["objects"].checked, result.checks["audio"].checked) == (60, 59)
+
+
+def test_manifest_rows_reach_the_object_checks_a_slice_at_a_time(run, monkeypatch):
+    """A first run's or a --full validation checks all of gold: its rows stream, a slice
+    checked against the warehouse and remembered at a time, so memory holds a slice (and a
+    partition's manifest), not every render; together the slices are every render of gold."""
+    from dx7lake.lake import lake_of
+    from dx7lake.quality import validate as validation
+
+    monkeypatch.setattr(validation, "ROWS_PER_SLICE", 4)
+    result = validation.Validation()
+    with psycopg.connect(run.pg_url) as conn:
+        validation.forget_checked(conn)
+        check = result.checks["gold_load"]
+        partitions = validation._chosen_parts(conn, lake_of(run), [PID], [_patch_id()], None, True, check)
+        rows = validation._manifest_rows(conn, lake_of(run), partitions, result)
+        first = next(rows)
+        assert conn.execute("select count(*) from validation_checked").fetchone()[0] == 4
+        keys = [first["key"], *(r["key"] for r in rows)]
+        in_gold = {k for (k,) in conn.execute("select key from gold.renders where patch_id = %s", (_patch_id(),))}
+        assert len(keys) == len(set(keys)) == len(in_gold) > 4 and set(keys) == in_gold
+        assert conn.execute("select count(*) from validation_checked").fetchone()[0] == len(in_gold)
+    assert result.new_renders == len(in_gold) and not result.failures

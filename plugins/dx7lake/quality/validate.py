@@ -38,11 +38,11 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import chain, islice
 
 from .. import bronze
 from ..config import Settings
@@ -65,6 +65,8 @@ READ_WORKERS = 8
 POOL_MIN_RENDERS = 1000
 # renders per job of the audio checks' pool: a job's round trip costs about a render's check
 AUDIO_BATCH = 32
+# manifest rows checked against the warehouse at a time, on their way to the object checks
+ROWS_PER_SLICE = 5_000
 AUDIT_COLUMNS = ["key", "profile_id", "sha256", "sample_rate", "bpm", "duration_s", "peak", "rms"]
 
 
@@ -153,7 +155,11 @@ def validate_run(
 ) -> Validation:
     """Every check for these patches and profiles: on the parts ``run_id`` loaded (the latest loading run's
     when None) plus an audit of ``audit`` older renders (``settings.validation_audit`` when
-    None), or on all of gold with ``full``; ``profile_ids`` default to the default profile."""
+    None), or on all of gold with ``full``; ``profile_ids`` default to the default profile.
+
+    The manifest rows stream through the checks a slice at a time, their keys kept in a
+    temporary table for the audit and the loudness check: a first run's or a ``--full``
+    validation holds a partition's manifest, not gold's 70 M rows (at Lakh)."""
     audit = settings.validation_audit if audit is None else audit
     profile_ids = profile_ids or [RenderSpec().profile_id]
     lake = lake_of(settings)
@@ -164,31 +170,48 @@ def validate_run(
             _reconcile_bronze(conn, lake, result, full, check)
         with result.timing("coverage") as check:
             _check_coverage(conn, profile_ids, patch_ids, None if full else audit, run_id or "", check)
+        forget_checked(conn)
         with result.timing("gold_load") as check:
-            rows = _check_gold_load(conn, lake, profile_ids, patch_ids, run_id, full, check)
-        result.new_renders = len(rows)
+            partitions = _chosen_parts(conn, lake, profile_ids, patch_ids, run_id, full, check)
+        rows = _manifest_rows(conn, lake, partitions, result)
         if not full and audit > 0:
-            sample = _audit_sample(conn, profile_ids, patch_ids, {r["key"] for r in rows}, audit, seed=run_id or "")
-            result.audited = len(sample)
-            rows += sample
-        with result.timing("loudness") as check:
-            _check_loudness(conn, patch_ids, [r["key"] for r in rows], settings.loudness_outlier_lu, check)
+            rows = chain(rows, _audit_rows(conn, profile_ids, patch_ids, audit, run_id or "", result))
         specs = {
             pid: spec_from_canonical(text)
             for pid, text in conn.execute("select profile_id, canonical from gold.profiles").fetchall()
         }
-    check_objects(lake, rows, result, specs)
+        conn.commit()
+        reading = result.checks["gold_load"].seconds
+        check_objects(lake, rows, result, specs)
+        # the manifest slices were read and checked inside that pass: their time is gold_load's
+        for name in ("objects", "audio"):
+            result.checks[name].seconds -= (result.checks["gold_load"].seconds - reading) / 2
+        with result.timing("loudness") as check:
+            _check_loudness(conn, patch_ids, settings.loudness_outlier_lu, check)
     if dbt_tests:
         with result.timing("dbt_gold") as check:
             _run_dbt_tests(settings, check, full)
     return result
 
 
-def _check_gold_load(
+def forget_checked(conn) -> None:
+    """An empty ``validation_checked``: this session's table of the renders validation checks."""
+    conn.execute("create temporary table if not exists validation_checked (key text primary key)")
+    conn.execute("truncate validation_checked")
+
+
+def remember_checked(conn, keys: list[str]) -> None:
+    """Keys of renders this validation checks, for the audit to leave out and loudness to judge."""
+    with conn.cursor() as cur, cur.copy("copy validation_checked (key) from stdin") as copy:
+        for key in keys:
+            copy.write_row((key,))
+
+
+def _chosen_parts(
     conn, lake: Lake, profile_ids: list[str], patch_ids: list[str], run_id: str | None, full: bool, check: Check
-) -> list[dict]:
-    """Every part listed is in the ledger; the rows of the checked parts (all, or those the
-    run loaded) are in gold.renders with their sha256. Returns those rows."""
+) -> list[list[str]]:
+    """Every part listed is in the ledger. Returns the parts to check (all, or those the run
+    loaded), grouped by partition."""
     loaded = warehouse.loaded_parts(conn)
     listed = [
         k for pid in profile_ids for k in render.manifest_parts(lake, pid) if render.part_partition(k)[1] in patch_ids
@@ -208,18 +231,44 @@ def _check_gold_load(
     by_partition: dict[tuple[str, int], list[str]] = {}
     for key in chosen:
         by_partition.setdefault(render.part_partition(key), []).append(key)
-    rows = []
-    for keys in by_partition.values():  # the union of a partition's checked parts, later rows winning
-        table = render.union_of_parts([lake.read_parquet(k, [*AUDIT_COLUMNS, "content_hash"]) for k in keys])
-        rows.extend(table.select(AUDIT_COLUMNS).to_pylist())
-    check.checked = len(listed) + len(rows)
-    stored = dict(
-        conn.execute("select key, sha256 from gold.renders where key = any(%s)", ([r["key"] for r in rows],)).fetchall()
-    )
-    for row in rows:
-        if stored.get(row["key"]) != row["sha256"]:
-            check.fail(row["key"], "manifest row missing from gold.renders or loaded with another sha256")
-    return rows
+    check.checked += len(listed)
+    return list(by_partition.values())
+
+
+def _manifest_rows(conn, lake: Lake, partitions: list[list[str]], result: Validation) -> Iterator[dict]:
+    """The rows of the chosen parts (a partition's union at a time, later rows winning), in
+    slices of ``ROWS_PER_SLICE``: a slice is checked against gold.renders (there, same
+    sha256) and remembered as checked before its rows go on to the object checks."""
+    for keys in partitions:
+        with result.timing("gold_load"):
+            parts = [lake.read_parquet(k, [*AUDIT_COLUMNS, "content_hash"]) for k in keys]
+            table = render.union_of_parts(parts).select(AUDIT_COLUMNS)
+        for offset in range(0, table.num_rows, ROWS_PER_SLICE):
+            with result.timing("gold_load") as check:
+                rows = table.slice(offset, ROWS_PER_SLICE).to_pylist()
+                keys_here = [r["key"] for r in rows]
+                stored = dict(
+                    conn.execute("select key, sha256 from gold.renders where key = any(%s)", (keys_here,)).fetchall()
+                )
+                for row in rows:
+                    if stored.get(row["key"]) != row["sha256"]:
+                        check.fail(row["key"], "manifest row missing from gold.renders or loaded with another sha256")
+                remember_checked(conn, keys_here)
+                conn.commit()
+                check.checked += len(rows)
+                result.new_renders += len(rows)
+            yield from rows
+
+
+def _audit_rows(
+    conn, profile_ids: list[str], patch_ids: list[str], size: int, seed: str, result: Validation
+) -> Iterator[dict]:
+    """The seeded audit of older renders, drawn once every row of the run is remembered."""
+    sample = _audit_sample(conn, profile_ids, patch_ids, size, seed)
+    remember_checked(conn, [r["key"] for r in sample])
+    conn.commit()
+    result.audited = len(sample)
+    yield from sample
 
 
 AUDIT_OVERSAMPLE = 4  # pages sampled for ~4x the audit's rows, so the draw rarely falls short
@@ -236,17 +285,17 @@ def _samplings(conn, table: str, size: int, seed: str) -> list[str]:
     return ([f" tablesample system ({share}) repeatable ({repeatable})"] if share < 100 else []) + [""]
 
 
-def _audit_sample(
-    conn, profile_ids: list[str], patch_ids: list[str], exclude: set[str], size: int, seed: str
-) -> list[dict]:
-    """``size`` renders of gold.renders outside ``exclude``, drawn by a hash of key and seed:
-    the same seed draws the same sample, each run's id another one (``_samplings``)."""
-    columns = ", ".join(AUDIT_COLUMNS)
+def _audit_sample(conn, profile_ids: list[str], patch_ids: list[str], size: int, seed: str) -> list[dict]:
+    """``size`` renders of gold.renders that this validation does not check already
+    (``validation_checked``), drawn by a hash of key and seed: the same seed draws the same
+    sample, each run's id another one (``_samplings``)."""
+    columns = ", ".join(f"r.{c}" for c in AUDIT_COLUMNS)
     for sampled in _samplings(conn, "gold.renders", size, seed):
         cur = conn.execute(
-            f"select {columns} from gold.renders{sampled} where profile_id = any(%s) and patch_id = any(%s)"
-            " and not key = any(%s) order by md5(key || %s) limit %s",
-            (profile_ids, patch_ids, sorted(exclude), seed, size),
+            f"select {columns} from gold.renders as r{sampled} where r.profile_id = any(%s) and r.patch_id = any(%s)"
+            " and not exists (select from validation_checked as c where c.key = r.key)"
+            " order by md5(r.key || %s) limit %s",
+            (profile_ids, patch_ids, seed, size),
         )
         rows = cur.fetchall()
         if len(rows) == size or not sampled:
@@ -255,25 +304,29 @@ def _audit_sample(
     return [dict(zip(names, row, strict=True)) for row in rows]
 
 
-def _check_loudness(conn, patch_ids: list[str], keys: list[str], outlier_lu: float, check: Check) -> None:
-    """Flags checked renders far below their patch's median loudness, or below the gate. The
-    median is over the checked renders (this run's and the seeded audit of older ones, a
-    random sample of the voice), so the check reads what validation reads, not all of gold."""
-    found = conn.execute(
+def _check_loudness(conn, patch_ids: list[str], outlier_lu: float, check: Check) -> None:
+    """Flags checked renders (``validation_checked``) far below their patch's median loudness,
+    or below the gate. The median is over the checked renders (this run's and the seeded audit
+    of older ones, a random sample of the voice), so the check reads what validation reads,
+    not all of gold; only the flagged ones come through here."""
+    judged, flagged = conn.execute(
         """with checked as (
-               select key, patch_id, lufs from gold.renders
-               where patch_id = any(%s) and key = any(%s) and spectral_centroid_hz is not null),
+               select r.key, r.patch_id, r.lufs from gold.renders as r
+               join validation_checked as c using (key)
+               where r.patch_id = any(%s) and r.spectral_centroid_hz is not null),
            medians as (
                select patch_id, percentile_cont(0.5) within group (order by lufs) as median
                from checked group by patch_id)
-           select c.key, c.lufs, m.median from checked c join medians m using (patch_id)""",
-        (patch_ids, keys),
-    ).fetchall()
-    check.checked = len(found)
-    for key, lufs, median in found:
+           select count(*), coalesce(jsonb_agg(jsonb_build_array(c.key, c.lufs, m.median) order by c.key)
+                                     filter (where c.lufs is null or c.lufs <= m.median - %s), '[]')
+           from checked c join medians m using (patch_id)""",
+        (patch_ids, outlier_lu),
+    ).fetchone()
+    check.checked = judged
+    for key, lufs, median in flagged:
         if lufs is None:
             check.flag(key, "loudness below the -70 LUFS gate (audible samples, nothing heard)")
-        elif median is not None and lufs <= median - outlier_lu:
+        else:
             check.flag(key, f"loudness {lufs:.1f} LUFS is {median - lufs:.1f} LU below its patch's median {median:.1f}")
 
 
@@ -352,19 +405,19 @@ def _check_coverage(
         check.fail(render.render_key(profile_id, patch_id, content_hash), "no render in gold.renders")
 
 
-def _fetch(lake: Lake, row: dict) -> tuple[bytes | None, str | None]:
-    """The object of one manifest row (None when missing) and why it fails the object check."""
+def _fetch(lake: Lake, row: dict) -> tuple[dict, bytes | None, str | None]:
+    """One manifest row, its object (None when missing) and why it fails the object check."""
     try:
         data = lake.get(row["key"])
     except KeyError:
-        return None, "object missing from the lake"
+        return row, None, "object missing from the lake"
     digest = hashlib.sha256(data).hexdigest()
-    return data, None if digest == row["sha256"] else f"sha256 {digest[:12]}… does not match the manifest's"
+    return row, data, None if digest == row["sha256"] else f"sha256 {digest[:12]}… does not match the manifest's"
 
 
 def check_objects(
     lake: Lake,
-    rows: list[dict],
+    rows: Iterable[dict],
     result: Validation,
     specs: dict[str, RenderSpec] | None = None,
     readers: int = READ_WORKERS,
@@ -384,14 +437,14 @@ def check_objects(
     with ThreadPoolExecutor(readers) as threads:
 
         def batches() -> Iterator[list[tuple[bytes | None, dict, RenderSpec | None]]]:
-            read = zip(rows, in_order(lambda row: threads.submit(_fetch, lake, row), rows, 4 * readers), strict=True)
+            read = in_order(lambda row: threads.submit(_fetch, lake, row), rows, 4 * readers)
             while batch := list(islice(read, AUDIO_BATCH)):
-                for row, (_, failure) in batch:
+                for row, _, failure in batch:
                     objects.checked += 1
                     if failure:
                         objects.fail(row["key"], failure)
-                checked.append([(row, data is not None) for row, (data, _) in batch])
-                yield [(data, row, specs.get(row.get("profile_id"))) for row, (data, _) in batch]
+                checked.append([(row, data is not None) for row, data, _ in batch])
+                yield [(data, row, specs.get(row.get("profile_id"))) for row, data, _ in batch]
 
         workers = worker_count(processes)
         min_batches = POOL_MIN_RENDERS // AUDIO_BATCH
