@@ -7,12 +7,13 @@ from __future__ import annotations
 import tempfile
 import time
 
+from dx7lake.config import load_settings
 from dx7lake.gold.engine import RenderSpec
 from dx7lake.gold.patches import choose_voices
 from dx7lake.gold.pool import worker_count
 from dx7lake.gold.render import PhraseRenderer
 from dx7lake.lake import LocalLake
-from dx7lake.quality.validate import POOL_MIN_RENDERS, READ_WORKERS, Validation, check_objects
+from dx7lake.quality.validate import POOL_MIN_RENDERS, Validation, check_objects
 
 from .render import chorale_phrases
 
@@ -38,13 +39,13 @@ def run() -> dict:
             return len(rows) / elapsed
 
         serial = renders_per_s(readers=1, processes=1)
-        production = renders_per_s()
+        production = renders_per_s(readers=load_settings().validation_readers)
     return {
         "name": "validate",
         "renders": len(rows),
         "renders_per_s": round(production, 1),
         "baseline": {"name": "one render at a time", "renders_per_s": round(serial, 1)},
         "ratio": round(production / serial, 2),
-        "readers": READ_WORKERS,
+        "readers": load_settings().validation_readers,
         "processes": worker_count(),
     }

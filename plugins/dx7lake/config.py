@@ -42,6 +42,7 @@ DEFAULT_DEMO_LIMIT = 40
 # how `make demo` runs tasks: one after another in one process, or a LocalExecutor's processes
 DEMO_EXECUTORS = ("sequential", "local")
 DEFAULT_VALIDATION_AUDIT = 200  # older renders re-checked per run (validate --full checks all)
+DEFAULT_VALIDATION_READERS = 8  # threads reading render objects: S3 round trips overlap
 
 # The DAG's failure policy (docs/ARCHITECTURE.md, Guarantees: every stage is idempotent, so
 # a retry is safe). A stage's timeout bounds a hung S3, Postgres or Metabase call; ``other``
@@ -227,6 +228,13 @@ VARIABLES: tuple[Variable, ...] = (
         int,
     ),
     Variable(
+        "DX7LAKE_VALIDATION_READERS",
+        "validation_readers",
+        "threads that read and hash render objects in validation (the audio checks take a process per core):"
+        " more for an S3 lake far away, whose reads wait on round trips",
+        _positive("DX7LAKE_VALIDATION_READERS"),
+    ),
+    Variable(
         "DX7LAKE_LOUDNESS_OUTLIER_LU",
         "loudness_outlier_lu",
         "validation flags (for review, not failing the run) a checked render this many LU below its patch's median",
@@ -293,6 +301,7 @@ class Settings:
     task_timeouts: tuple[tuple[str, timedelta], ...] = field(default_factory=lambda: parse_task_timeouts(""))
     dagrun_timeout: timedelta = timedelta(hours=48)
     validation_audit: int = DEFAULT_VALIDATION_AUDIT
+    validation_readers: int = DEFAULT_VALIDATION_READERS
     loudness_outlier_lu: float = 30.0  # a render 30 LU (1/1000 of the power) under its voice's median is a near miss
     syx: tuple[str, ...] = ()
     dexed_vst3: str | None = None

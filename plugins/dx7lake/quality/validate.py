@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from itertools import chain, islice
 
 from .. import bronze
-from ..config import Settings
+from ..config import DEFAULT_VALIDATION_READERS, Settings
 from ..gold import render
 from ..gold.engine import RenderSpec
 from ..gold.pool import in_order, ordered_map, worker_count
@@ -59,8 +59,6 @@ from . import audio_qa
 
 CHECKS = ("bronze_raw", "coverage", "gold_load", "objects", "audio", "loudness", "dbt_gold")
 DBT_GOLD_SELECTOR = "source:gold"
-# threads that read objects: the reads are I/O (S3 round trips) and hashing releases the GIL
-READ_WORKERS = 8
 # fewer renders are checked in this process: starting a pool costs about a second
 POOL_MIN_RENDERS = 1000
 # renders per job of the audio checks' pool: a job's round trip costs about a render's check
@@ -182,7 +180,7 @@ def validate_run(
         }
         conn.commit()
         reading = result.checks["gold_load"].seconds
-        check_objects(lake, rows, result, specs)
+        check_objects(lake, rows, result, specs, readers=settings.validation_readers)
         # the manifest slices were read and checked inside that pass: their time is gold_load's
         for name in ("objects", "audio"):
             result.checks[name].seconds -= (result.checks["gold_load"].seconds - reading) / 2
@@ -420,13 +418,13 @@ def check_objects(
     rows: Iterable[dict],
     result: Validation,
     specs: dict[str, RenderSpec] | None = None,
-    readers: int = READ_WORKERS,
+    readers: int = DEFAULT_VALIDATION_READERS,
     processes: int | None = None,
 ) -> None:
     """Existence and sha256 of every manifest row's object, then audio QA of those present
     (the length its profile in ``specs`` gives; the default tail for a profile not there).
 
-    Threads read and hash the objects (waiting on the store and hashing release the GIL);
+    ``readers`` threads read and hash the objects (waiting on the store and hashing release the GIL);
     decoding holds it (libsndfile reads through Python callbacks: more threads only
     contend), so the audio checks run in ``processes`` (the cores when None). At most a
     few objects per reader and a few batches per process are in memory at once, whatever the rows."""
