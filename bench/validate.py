@@ -21,6 +21,7 @@ from .render import chorale_phrases
 def run() -> dict:
     (voice,) = choose_voices("epiano")
     renderer = PhraseRenderer(RenderSpec())
+    readers = load_settings().validation_readers
     with tempfile.TemporaryDirectory() as tmp:
         lake = LocalLake(tmp)
         rows = []
@@ -39,13 +40,13 @@ def run() -> dict:
             return len(rows) / elapsed
 
         serial = renders_per_s(readers=1, processes=1)
-        production = renders_per_s(readers=load_settings().validation_readers)
+        production = renders_per_s(readers=readers)
     return {
         "name": "validate",
         "renders": len(rows),
         "renders_per_s": round(production, 1),
         "baseline": {"name": "one render at a time", "renders_per_s": round(serial, 1)},
         "ratio": round(production / serial, 2),
-        "readers": load_settings().validation_readers,
+        "readers": readers,
         "processes": worker_count(),
     }

@@ -199,10 +199,12 @@ def forget_checked(conn) -> None:
 
 
 def remember_checked(conn, keys: list[str]) -> None:
-    """Keys of renders this validation checks, for the audit to leave out and loudness to judge."""
+    """Keys of renders this validation checks, for the audit to leave out and loudness to judge
+    (committed: validation holds no transaction open while it reads the objects)."""
     with conn.cursor() as cur, cur.copy("copy validation_checked (key) from stdin") as copy:
         for key in keys:
             copy.write_row((key,))
+    conn.commit()
 
 
 def _chosen_parts(
@@ -252,7 +254,6 @@ def _manifest_rows(conn, lake: Lake, partitions: list[list[str]], result: Valida
                     if stored.get(row["key"]) != row["sha256"]:
                         check.fail(row["key"], "manifest row missing from gold.renders or loaded with another sha256")
                 remember_checked(conn, keys_here)
-                conn.commit()
                 check.checked += len(rows)
                 result.new_renders += len(rows)
             yield from rows
@@ -264,7 +265,6 @@ def _audit_rows(
     """The seeded audit of older renders, drawn once every row of the run is remembered."""
     sample = _audit_sample(conn, profile_ids, patch_ids, size, seed)
     remember_checked(conn, [r["key"] for r in sample])
-    conn.commit()
     result.audited = len(sample)
     yield from sample
 
