@@ -119,7 +119,7 @@ def stage(name: str, home: str, patches: str, run_id: str) -> dict:
     if name == "plan":
         r = stages.plan_render(settings, patches)
         (Path(home) / "plan.json").write_text(json.dumps(r["partitions"]))
-        return {"rows": r["unique_phrases"], "partitions": len(r["partitions"]), "seconds": r["seconds"]}
+        return {"rows": r["contents_looked_at"], "partitions": len(r["partitions"]), "seconds": r["seconds"]}
     if name == "render":
         started = time.time()
         results = [

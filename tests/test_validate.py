@@ -189,6 +189,37 @@ def test_partition_mismatch_missing_render_and_gold_test_are_named(run):
     assert not _failures(run)
 
 
+def test_a_check_names_its_first_failures_and_counts_them_all(run, monkeypatch):
+    """Memory and ops.validation_failures stay bounded when most of a lake is broken: each
+    check names its first KEPT_PER_CHECK failing keys, and counts every one."""
+    from dx7lake.quality import validate
+
+    monkeypatch.setattr(validate, "KEPT_PER_CHECK", 3)
+    lake = open_lake(run.lake_uri)
+    keys = lake.read_parquet(manifest_parts(lake, PID, _patch_id())[0]).column("key").to_pylist()[:8]
+    originals = {key: lake.get(key) for key in keys}
+    for key in keys:
+        lake.delete(key)
+    try:
+        result = stages.run_validation(run, PATCHES, "kept", full=True)
+        with psycopg.connect(run.pg_url) as conn:
+            named = conn.execute(
+                "select key from ops.validation_failures where run_id = 'kept' and check_name = 'objects'"
+            ).fetchall()
+            (counted,) = conn.execute(
+                "select failed from ops.validation_results where run_id = 'kept' and check_name = 'objects'"
+            ).fetchone()
+    finally:
+        for key, data in originals.items():
+            lake.put(key, data)
+    objects = next(c for c in result["checks"] if c["check"] == "objects")
+    assert (objects["failed"], counted, result["passed"]) == (8, 8, False)
+    assert result["failed"] == sum(c["failed"] for c in result["checks"])
+    assert len(named) == 3 and {key for (key,) in named} <= set(keys)
+    assert sorted(f["key"] for f in result["failures"] if f["check"] == "objects") == sorted(key for (key,) in named)
+    assert not _failures(run)
+
+
 def test_a_run_checks_its_own_renders_in_full_and_audits_a_seeded_sample_of_older_ones(run):
     """The cost of validation follows what the run added: an old render's damage is found
     by the audit when drawn and always by --full; a new part's damage always."""

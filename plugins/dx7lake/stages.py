@@ -146,15 +146,12 @@ def plan_render(
         schema.ensure_schema(conn)
         with conn.transaction():
             warehouse.register_profiles(conn, [(spec.profile_id, name, canonical(spec)) for name, spec in chosen])
-        unique, total = conn.execute("select count(*), count(distinct p) from silver.phrase_contents").fetchone()
         uncovered, looked = coverage.uncovered_partitions(conn, profile_ids, [v.patch_id for v in voices])
         loaded = warehouse.loaded_parts(conn)
     pending = render.pending_partitions(lake_of(settings), profile_ids, voices, uncovered, loaded)
     return {
         "partitions": [[profile_id, p] for profile_id, p in pending],
         "profiles": profile_ids,
-        "unique_phrases": int(unique),
-        "partitions_total": int(total),
         "contents_looked_at": looked,
     }
 
@@ -385,7 +382,10 @@ def write_summary(settings: Settings, stage_results: dict[str, Iterable[dict] | 
     gold = task_results(stage_results["load_renders"])[0]
     val = task_results(stage_results["validate"])[0]
     with connect(settings) as conn:
-        phrases = warehouse.scalar(conn, "select count(*) from silver.phrases")
+        # the analytics marts count them incrementally: counting silver would read the lake each run
+        phrases, unique = conn.execute(
+            "select n_phrases, unique_contents from analytics.dedup_ratio where set_type = 'all'"
+        ).fetchone()
         rejected = dict(
             conn.execute("select reason, count(*) from silver.rejected_phrases group by reason order by reason")
         )
@@ -407,7 +407,7 @@ def write_summary(settings: Settings, stage_results: dict[str, Iterable[dict] | 
         "files_skipped": ext["files_skipped"],
         "notes": val["raw_rows"],
         "phrases": phrases,
-        "unique_phrases": plan["unique_phrases"],
+        "unique_phrases": unique,
         "rejected_phrases": sum(rejected.values()),
         "rejected_by_reason": rejected,
         "patches": val["patches"],
@@ -416,6 +416,7 @@ def write_summary(settings: Settings, stage_results: dict[str, Iterable[dict] | 
         # render pools' processes belong to forkservers no task reaps: their CPU time only they report
         "render_pool_cpu_seconds": round(sum(r["pool_cpu_seconds"] for r in renders), 1),
         "validation": "passed" if val["passed"] else "failed",
+        "validation_failed": val["failed"],
         "validation_failures": val["failures"][:50],
         "validation_flagged": val["flagged"],
         "seconds": seconds,

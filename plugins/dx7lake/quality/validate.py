@@ -66,22 +66,34 @@ AUDIO_BATCH = 32
 # manifest rows checked against the warehouse at a time, on their way to the object checks
 ROWS_PER_SLICE = 5_000
 AUDIT_COLUMNS = ["key", "profile_id", "sha256", "sample_rate", "bpm", "duration_s", "peak", "rms"]
+# failing (and flagged) keys a check names, in memory and in ops.validation_failures; past them
+# it counts: a lake whose every render is missing would otherwise list 70 M keys (at Lakh)
+KEPT_PER_CHECK = 10_000
 
 
 @dataclass
 class Check:
+    """One check's figures. It names its first ``KEPT_PER_CHECK`` failures and flags and
+    counts them all (``failed``, ``flagged``), so its memory is bounded whatever the lake."""
+
     name: str
     checked: int = 0
     seconds: float = 0.0
+    failed: int = 0
+    flagged: int = 0
     failures: list[dict] = field(default_factory=list)
     flags: list[dict] = field(default_factory=list)
 
     def fail(self, key: str, reason: str) -> None:
-        self.failures.append({"check": self.name, "key": key, "reason": reason})
+        self.failed += 1
+        if len(self.failures) < KEPT_PER_CHECK:
+            self.failures.append({"check": self.name, "key": key, "reason": reason})
 
     def flag(self, key: str, reason: str) -> None:
         """A finding to review that does not fail the run."""
-        self.flags.append({"check": self.name, "key": key, "reason": reason})
+        self.flagged += 1
+        if len(self.flags) < KEPT_PER_CHECK:
+            self.flags.append({"check": self.name, "key": key, "reason": reason})
 
 
 @dataclass
@@ -96,6 +108,7 @@ class Validation:
 
     @property
     def failures(self) -> list[dict]:
+        """The failures each check named (all of them up to ``KEPT_PER_CHECK`` a check)."""
         return [f for check in self.checks.values() for f in check.failures]
 
     @property
@@ -103,8 +116,12 @@ class Validation:
         return [f for check in self.checks.values() for f in check.flags]
 
     @property
+    def failed(self) -> int:
+        return sum(c.failed for c in self.checks.values())
+
+    @property
     def passed(self) -> bool:
-        return not self.failures
+        return not self.failed
 
     @contextmanager
     def timing(self, name: str) -> Iterator[Check]:
@@ -128,16 +145,16 @@ class Validation:
                 {
                     "check": c.name,
                     "checked": c.checked,
-                    "failed": len(c.failures),
-                    "flagged": len(c.flags),
+                    "failed": c.failed,
+                    "flagged": c.flagged,
                     "seconds": round(c.seconds, 3),
                 }
                 for c in self.checks.values()
             ],
             "flags": self.flags[:max_failures],
-            "flagged": len(self.flags),
+            "flagged": sum(c.flagged for c in self.checks.values()),
             "failures": self.failures[:max_failures],
-            "failed": len(self.failures),
+            "failed": self.failed,
             "passed": self.passed,
         }
 

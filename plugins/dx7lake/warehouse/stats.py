@@ -16,7 +16,7 @@ import psycopg
 ROWS_FIELD = {
     "extract": "notes",
     "load": "rows",
-    "plan_render": "unique_phrases",
+    "plan_render": "contents_looked_at",
     "render": "contents",
     "load_renders": "renders",
     "validate": "checked",
