@@ -32,7 +32,9 @@ with files as (
 -- not materialized: read twice (phrases and polyphony), the notes are scanned twice in parallel
 -- plans; a materialized CTE would spill every note to disk once and keep both sorts on one core
 notes as not materialized (
-    select n.*, f.loaded_at
+    -- grouped and sorted by track_key: "C" compares bytes, the database's collation would
+    -- compare the track ids through strcoll (about 10% of the build at 3.4 M notes)
+    select n.*, n.track_id collate "C" as track_key, f.loaded_at
     from {{ ref('int_notes_bucketed') }} as n
     inner join files as f using (midi_id)
     where {{ in_files('n.midi_id') }}
@@ -43,40 +45,41 @@ notes as not materialized (
 -- and note-off on one tick, common in real files; the engine still sounds it) is sounding
 -- at its onset: it ends one grid step later, so it counts there and leaves no gap.
 events as (
-    select track_id, bucket, offset_cb as at_cb, 1 as delta from notes
+    select track_key, bucket, offset_cb as at_cb, 1 as delta from notes
     union all
-    select track_id, bucket, offset_cb + greatest(duration_cb, 1) as at_cb, -1 as delta from notes
+    select track_key, bucket, offset_cb + greatest(duration_cb, 1) as at_cb, -1 as delta from notes
 ),
 
 sounding as (
     select
-        track_id,
+        track_key,
         bucket,
         sum(delta) over (
-            partition by track_id, bucket order by at_cb, delta rows unbounded preceding
+            partition by track_key, bucket order by at_cb, delta rows unbounded preceding
         ) as n_sounding
     from events
 ),
 
 polyphony as (
-    select track_id, bucket, max(n_sounding) as max_polyphony
+    select track_key, bucket, max(n_sounding) as max_polyphony
     from sounding
-    group by track_id, bucket
+    group by track_key, bucket
 ),
 
 phrases as (
     select
-        track_id,
+        track_key,
         bucket,
         min(midi_id) as midi_id,
         min(song_set_type) as song_set_type,
         min(bronze_p) as bronze_p,
         max(loaded_at) as loaded_at,
         count(*) as n_notes,
-        jsonb_agg(
-            jsonb_build_array(round(offset_cb / 100.0, 2), round(duration_cb / 100.0, 2), velocity, pitch)
+        -- the jsonb parsed from its text: jsonb_agg of jsonb_build_array costs 20% more
+        ('[[' || string_agg(
+            concat_ws(',', round(offset_cb / 100.0, 2), round(duration_cb / 100.0, 2), velocity, pitch), '],['
             order by offset_cb, duration_cb, velocity, pitch
-        ) as notes,
+        ) || ']]')::jsonb as notes,
         md5(string_agg(
             concat_ws(',', offset_cb, duration_cb, velocity, pitch), ';'
             order by offset_cb, duration_cb, velocity, pitch
@@ -87,13 +90,13 @@ phrases as (
         min(duration_cb) as duration_min_cb,
         max(duration_cb) as duration_max_cb
     from notes
-    group by track_id, bucket
+    group by track_key, bucket
     having count(*) >= {{ var('min_notes') }}
 )
 
 select
-    md5(phrases.track_id || ':' || phrases.bucket) as phrase_id,
-    phrases.track_id,
+    md5(phrases.track_key || ':' || phrases.bucket) as phrase_id,
+    phrases.track_key collate "default" as track_id,
     phrases.midi_id,
     phrases.bucket,
     phrases.song_set_type,
@@ -111,4 +114,4 @@ select
     polyphony.max_polyphony,
     current_timestamp as built_at
 from phrases
-inner join polyphony using (track_id, bucket)
+inner join polyphony using (track_key, bucket)
