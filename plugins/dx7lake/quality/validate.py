@@ -120,6 +120,10 @@ class Validation:
         return sum(c.failed for c in self.checks.values())
 
     @property
+    def flagged(self) -> int:
+        return sum(c.flagged for c in self.checks.values())
+
+    @property
     def passed(self) -> bool:
         return not self.failed
 
@@ -152,7 +156,7 @@ class Validation:
                 for c in self.checks.values()
             ],
             "flags": self.flags[:max_failures],
-            "flagged": sum(c.flagged for c in self.checks.values()),
+            "flagged": self.flagged,
             "failures": self.failures[:max_failures],
             "failed": self.failed,
             "passed": self.passed,
