@@ -33,7 +33,7 @@ with files as (
 -- plans; a materialized CTE would spill every note to disk once and keep both sorts on one core
 notes as not materialized (
     -- grouped and sorted by track_key: "C" compares bytes, the database's collation would
-    -- compare the track ids through strcoll (about 10% of the build at 3.4 M notes)
+    -- compare the track ids through strcoll (about 10% of the polyphony pass at 3.4 M notes)
     select n.*, n.track_id collate "C" as track_key, f.loaded_at
     from {{ ref('int_notes_bucketed') }} as n
     inner join files as f using (midi_id)
@@ -75,7 +75,7 @@ phrases as (
         min(bronze_p) as bronze_p,
         max(loaded_at) as loaded_at,
         count(*) as n_notes,
-        -- the jsonb parsed from its text: jsonb_agg of jsonb_build_array costs 20% more
+        -- the jsonb parsed from its text: jsonb_agg of jsonb_build_array made the aggregation 24% slower
         ('[[' || string_agg(
             concat_ws(',', round(offset_cb / 100.0, 2), round(duration_cb / 100.0, 2), velocity, pitch), '],['
             order by offset_cb, duration_cb, velocity, pitch
