@@ -35,6 +35,8 @@ DEFINITIONS = {
         select 'all', count(*), count(distinct content_hash),
                1 - count(distinct content_hash)::double precision / count(*)
         from silver.phrases""",
+    "rejected_by_reason": """
+        select reason, count(*), count(distinct content_hash) from silver.rejected_phrases group by 1""",
 }
 COLUMNS = {
     "notes_by_split_program": "set_type, program, is_drum, n_notes, n_tracks, n_files",
@@ -42,8 +44,15 @@ COLUMNS = {
     "velocity_distribution": "set_type, velocity, n_notes",
     "phrase_density": "set_type, n_notes, n_phrases, share_of_split",
     "dedup_ratio": "set_type, n_phrases, unique_contents, dedup_ratio",
+    "rejected_by_reason": "reason, n_phrases, n_contents",
 }
-PARTIALS = ("int_file_programs", "int_file_pitches", "int_file_velocities", "int_contents_by_size")
+PARTIALS = (
+    "int_file_programs",
+    "int_file_pitches",
+    "int_file_velocities",
+    "int_contents_by_size",
+    "int_rejected_contents",
+)
 
 
 def marts(conn: psycopg.Connection) -> dict[str, set[tuple]]:
@@ -87,8 +96,19 @@ def test_incremental_marts_equal_a_full_refresh_and_their_definition_after_a_spl
     # a test song plays an 11-note chord, the only content of that size: a train song of B
     # claims it, so the (test, 11) group of phrase_density must go and (train, 11) appear
     chord = [(0.0, 1.0, 80, 40 + 2 * i) for i in range(11)]
-    test_song = hand_song("marts-T", "test", [*chord, (4.0, 1.0, 70, 62)])
-    train_song = hand_song("marts-R", "train", [(s + 8, d, v, n) for s, d, v, n in chord])
+    # a zero-length note sets a content aside (note_too_short) in A and again in B, so B's build
+    # recounts an old rejected content; B alone holds a stuck note (note_too_long)
+    short = [(0.0, 0.0, 70, 64), (0.5, 1.0, 70, 65)]
+    test_song = hand_song("marts-T", "test", [*chord, (4.0, 1.0, 70, 62), *[(s + 12, d, v, n) for s, d, v, n in short]])
+    train_song = hand_song(
+        "marts-R",
+        "train",
+        [
+            *[(s + 8, d, v, n) for s, d, v, n in chord],
+            *[(s + 20, d, v, n) for s, d, v, n in short],
+            (24.0, 300.0, 70, 60),
+        ],
+    )
     with psycopg.connect(pg_url) as conn:
         schema.ensure_schema(conn)
         for p in [*keep, *grow]:
@@ -100,6 +120,7 @@ def test_incremental_marts_equal_a_full_refresh_and_their_definition_after_a_spl
         before = marts(conn)
         assert before == definitions(conn)
         assert ("test", 11) in {r[:2] for r in before["phrase_density"]}
+        assert before["rejected_by_reason"] == {("note_too_short", 1, 1)}
         for p in [*grow, add]:
             warehouse.load_bronze_part(conn, p, "part-b", new[p], "run-2")
         p = train_song.column("midi_id")[0].as_py()[0]
@@ -116,6 +137,7 @@ def test_incremental_marts_equal_a_full_refresh_and_their_definition_after_a_spl
     assert moved > 0
     sizes = {r[:2] for r in incremental["phrase_density"]}
     assert ("test", 11) not in sizes and ("train", 11) in sizes
+    assert incremental["rejected_by_reason"] == {("note_too_short", 2, 1), ("note_too_long", 1, 1)}
     assert all(incremental.values()) and incremental != before
     for name in COLUMNS:
         assert incremental[name] == expected[name], name
@@ -130,7 +152,7 @@ INCREMENTAL_TABLES = """
         ('silver', 'song_summary'), ('analytics', 'pitch_distribution'), ('analytics', 'velocity_distribution'),
         ('analytics', 'notes_by_split_program'), ('analytics', 'int_file_pitches'),
         ('analytics', 'int_file_velocities'), ('analytics', 'int_file_programs'),
-        ('analytics', 'int_contents_by_size'))"""
+        ('analytics', 'int_contents_by_size'), ('analytics', 'int_rejected_contents'))"""
 
 
 def test_a_warehouse_from_before_the_incremental_models_upgrades_on_its_next_build(pg_url):
@@ -145,7 +167,7 @@ def test_a_warehouse_from_before_the_incremental_models_upgrades_on_its_next_bui
     run_dbt(["build", "--quiet"], url=pg_url)
     with psycopg.connect(pg_url) as conn:
         current = dict(conn.execute(INCREMENTAL_TABLES).fetchall())
-        assert len(current) == 13  # every incremental model's table
+        assert len(current) == 14  # every incremental model's table
     run_dbt(["build", "--quiet"], url=pg_url)
     with psycopg.connect(pg_url) as conn:
         assert dict(conn.execute(INCREMENTAL_TABLES).fetchall()) == current  # nothing dropped

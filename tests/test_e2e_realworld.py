@@ -168,10 +168,13 @@ def test_dag_runs_on_real_world_midi(settings, landing, airflow_db, monkeypatch)
         rendered = {h for (h,) in conn.execute("select content_hash from gold.renders")}
         set_aside = Counter(conn.execute("select content_hash, reason from silver.rejected_phrases").fetchall())
         card = _card_sql("Rejected phrases by reason")
-        by_card = {reason: n for reason, n, _ in conn.execute(card)}
+        by_card = {reason: (n, contents) for reason, n, contents in conn.execute(card)}
     assert contents == rendered == {p["hash"] for p in kept}
     assert set_aside == Counter((p["hash"], p["reason"]) for p in rejected)
-    assert by_card == summary["rejected_by_reason"]
+    assert {reason: n for reason, (n, _) in by_card.items()} == summary["rejected_by_reason"]
+    assert {reason: c for reason, (_, c) in by_card.items()} == {
+        reason: len({p["hash"] for p in rejected if p["reason"] == reason}) for reason in by_card
+    }
     # the oddities are all there: each rendered, or set aside with its reason
     zero_length = [p for p in expected if p["zero_length"]]
     dense = [p for p in expected if p["n_notes"] >= DENSE]

@@ -37,6 +37,7 @@
         'int_file_programs': 'built',
         'int_file_pitches': 'built',
         'int_file_velocities': 'built',
+        'int_rejected_contents': 'built',
         'renders': 'loaded',
     }.get(relation.identifier) -%}
     {%- if var('full_tests') or not newness -%}

@@ -387,7 +387,7 @@ def write_summary(settings: Settings, stage_results: dict[str, Iterable[dict] | 
             "select n_phrases, unique_contents from analytics.dedup_ratio where set_type = 'all'"
         ).fetchone()
         rejected = dict(
-            conn.execute("select reason, count(*) from silver.rejected_phrases group by reason order by reason")
+            conn.execute("select reason, n_phrases from analytics.rejected_by_reason order by reason")
         )
     seconds = {
         "extract": ext["seconds"],

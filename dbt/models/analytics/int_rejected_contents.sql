@@ -1,0 +1,42 @@
+-- Contents set aside by a render rule (rejected_phrases), one row each: its reason, size and
+-- phrases. What rejected_by_reason sums, so that a run's counts by reason read the few
+-- rejected contents, not every phrase of the lake through the view.
+--
+-- Incremental by touched content, as phrase_contents: a run recomputes the rejected contents
+-- of the phrases built since its newest built_at, over all the phrases of those contents
+-- (int_phrases' content_hash index). A content's rule depends on the content alone, so a
+-- content never moves between this table and phrase_contents. The watermark moves only when a
+-- run sets a content aside; until then a run reads the phrases built since the last one that
+-- did, by int_phrases' built_at index (12% of the songs of real files have such a phrase).
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='content_hash',
+        on_schema_change='fail',
+        indexes=[{'columns': ['content_hash'], 'unique': true}, {'columns': ['built_at']}],
+    )
+}}
+
+with checked as (
+    select phrases.*, {{ render_rule_broken('phrases') }} as reason
+    from {{ ref('int_phrases') }} as phrases
+    {% if is_incremental() %}
+    -- as an array, so the touched contents' phrases are read by the content_hash index
+    where phrases.content_hash = any(array(
+        select content_hash from {{ ref('int_phrases') }} as new
+        where new.built_at > {{ watermark() }} and {{ render_rule_broken('new') }} is not null
+    ))
+    {% endif %}
+)
+
+select
+    content_hash,
+    min(reason) as reason,
+    min(n_notes) as n_notes,
+    count(*) as n_phrases,
+    count(distinct midi_id) as n_songs,
+    max(built_at) as built_at
+from checked
+where reason is not null
+group by content_hash
