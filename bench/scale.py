@@ -161,8 +161,9 @@ def _in_process(name: str, home: str, patches: str, run_id: str) -> dict:
 def _flush(home: str) -> float:
     """Seconds to put what a stage wrote on disk: a Postgres checkpoint (its dirty buffers to
     the kernel), then the kernel's dirty pages to disk. Each stage pays for its own writes:
-    left to the kernel's writeback, a load's 0.8 GB at 3.4 M notes were written during the
-    next stage and slowed dbt from 45.9 to 68.2 s on this machine's disk."""
+    pages left to the kernel's writeback are written during the next stage (0.8 GB of them,
+    from a server's shutdown after a load of 3.4 M notes, slowed the next dbt build from
+    45.9 to 68.2 s on this machine's disk)."""
     from dx7lake.config import load_settings
     from dx7lake.warehouse.postgres import connect
 
