@@ -386,9 +386,7 @@ def write_summary(settings: Settings, stage_results: dict[str, Iterable[dict] | 
         phrases, unique = conn.execute(
             "select n_phrases, unique_contents from analytics.dedup_ratio where set_type = 'all'"
         ).fetchone()
-        rejected = dict(
-            conn.execute("select reason, n_phrases from analytics.rejected_by_reason order by reason")
-        )
+        rejected = dict(conn.execute("select reason, n_phrases from analytics.rejected_by_reason order by reason"))
     seconds = {
         "extract": ext["seconds"],
         "load": round(max(r["finished_at"] for r in loads) - min(r["started_at"] for r in loads), 3) if loads else 0,
