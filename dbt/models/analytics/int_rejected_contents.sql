@@ -1,6 +1,7 @@
--- Contents set aside by a render rule (rejected_phrases), one row each: its reason, size and
--- phrases. What rejected_by_reason sums, so that a run's counts by reason read the few
--- rejected contents, not every phrase of the lake through the view.
+-- Contents set aside by a render rule, one row each: its reason, size and phrases, from the
+-- view rejected_phrases (which applies the rules to int_phrases' columns). What
+-- rejected_by_reason sums, so that a run's counts by reason read the few rejected contents,
+-- not every phrase of the lake through the view.
 --
 -- Incremental by touched content, as phrase_contents: a run recomputes the rejected contents
 -- of the phrases built since its newest built_at, over all the phrases of those contents
@@ -18,18 +19,6 @@
     )
 }}
 
-with checked as (
-    select phrases.*, {{ render_rule_broken('phrases') }} as reason
-    from {{ ref('int_phrases') }} as phrases
-    {% if is_incremental() %}
-    -- as an array, so the touched contents' phrases are read by the content_hash index
-    where phrases.content_hash = any(array(
-        select content_hash from {{ ref('int_phrases') }} as new
-        where new.built_at > {{ watermark() }} and {{ render_rule_broken('new') }} is not null
-    ))
-    {% endif %}
-)
-
 select
     content_hash,
     min(reason) as reason,
@@ -37,6 +26,11 @@ select
     count(*) as n_phrases,
     count(distinct midi_id) as n_songs,
     max(built_at) as built_at
-from checked
-where reason is not null
+from {{ ref('rejected_phrases') }} as rejected
+{% if is_incremental() %}
+-- as an array, so the touched contents' phrases are read by int_phrases' content_hash index
+where rejected.content_hash = any(array(
+    select content_hash from {{ ref('rejected_phrases') }} as new where new.built_at > {{ watermark() }}
+))
+{% endif %}
 group by content_hash

@@ -24,6 +24,7 @@ select
     pitch_max,
     round(duration_min_cb / 100.0, 2) as duration_min_beats,
     round(duration_max_cb / 100.0, 2) as duration_max_beats,
-    reason
+    reason,
+    built_at
 from checked
 where reason is not null
