@@ -18,17 +18,17 @@ from dx7lake.warehouse import schema
 from dx7lake.warehouse.transform import invoke_dbt
 
 
-def _commit_once_waited_on(other: psycopg.Connection, url: str, waited: list[bool]) -> None:
+def _commit_once_waited_on(other: psycopg.Connection, url: str, waited: threading.Event) -> None:
     """Commit ``other`` as soon as some backend waits on its lock in a ``create schema``."""
     deadline = time.monotonic() + 120
     with psycopg.connect(url, autocommit=True) as watch:
-        while time.monotonic() < deadline and not waited:
+        while time.monotonic() < deadline and not waited.is_set():
             waiting = watch.execute(
                 "select count(*) from pg_stat_activity where wait_event_type = 'Lock' and query ilike %s and pid <> %s",
                 ("%create schema if not exists%staging%", other.info.backend_pid),
             ).fetchone()[0]
             if waiting:
-                waited.append(True)
+                waited.set()
             else:
                 time.sleep(0.05)
     other.commit()
@@ -39,7 +39,7 @@ def test_dbt_creating_a_schema_another_run_is_creating_succeeds(pg_url):
         schema.ensure_schema(conn)
     other = psycopg.connect(pg_url)
     other.execute("create schema staging")  # not committed: invisible to dbt, which creates it too
-    waited: list[bool] = []
+    waited = threading.Event()
     committer = threading.Thread(target=_commit_once_waited_on, args=(other, pg_url, waited))
     committer.start()
     try:
@@ -47,7 +47,7 @@ def test_dbt_creating_a_schema_another_run_is_creating_succeeds(pg_url):
     finally:
         committer.join()
         other.close()
-    assert waited, "dbt never waited on the other creator: the race was not exercised"
+    assert waited.is_set(), "dbt never waited on the other creator: the race was not exercised"
     assert result.success, result.exception
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("select to_regclass('staging.stg_loaded_files')").fetchone()[0] is not None
